@@ -1,0 +1,1 @@
+"""HTTP API codecs: each decodes its request into a Conversation and encodes parser events."""

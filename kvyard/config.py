@@ -1,0 +1,111 @@
+"""The kvyard app config: one pydantic model, validated at the edge, loadable from YAML.
+
+The same document drives `kvyard serve --config FILE`, `serve deploy` (as the app's ``args``)
+and the Helm chart (rendered into the RayService ``serveConfigV2``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_DATA_DIR = Path.home() / ".cache" / "kvyard"
+DEFAULT_MODEL_DIR = DEFAULT_DATA_DIR / "models" / "SmolLM2-135M-Instruct"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ModelConfig(_Strict):
+    """The model every engine serves (prefill and decode serve the same one by construction)."""
+
+    path: str = Field(str(DEFAULT_MODEL_DIR), description="Local directory of a Hugging Face-format model.")
+    served_name: str = Field("SmolLM2-135M-Instruct", description="The model id clients send and /v1/models lists.")
+    aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Client model names (e.g. claude-sonnet-4-5, gpt-5-codex) mapped to served_name. '*' maps any unknown name.",
+    )
+    max_model_len: int = Field(4096, ge=16, description="Context length (prompt + output tokens).")
+    block_size: int = Field(32, ge=1, description="KV cache block size in tokens (CPU engines need a multiple of 32); the router hashes blocks of this size.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="Weights/activations dtype.")
+    profile: str = Field("auto", description="Model-family profile in kvyard.policies (template, parser, replay); 'auto' detects it.")
+
+
+class EngineConfig(_Strict):
+    """vLLM engine settings shared by every engine replica."""
+
+    device: Literal["cpu", "cuda"] = Field("cpu", description="Where the engines run; picks the NIXL buffer device too.")
+    cpu_kv_cache_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE for CPU engines (GiB of RAM per engine).")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Fraction of GPU memory per engine (cuda only).")
+    tensor_parallel_size: int = Field(1, ge=1, description="Tensor parallel degree per engine replica.")
+    enforce_eager: bool = Field(True, description="Skip graph capture (required on CPU, faster startup everywhere).")
+    max_num_seqs: int = Field(64, ge=1, description="Concurrent sequences per engine.")
+    extra_engine_args: dict[str, Any] = Field(default_factory=dict, description="Passed to vllm AsyncEngineArgs as is.")
+
+
+class PoolConfig(_Strict):
+    """One Ray Serve deployment of engines (prefill, decode, or the aggregated one)."""
+
+    replicas: int = Field(1, ge=1, description="Number of engine replicas.")
+    num_cpus: float = Field(1.0, ge=0, description="Ray CPUs reserved per replica.")
+    num_gpus: float = Field(0.0, ge=0, description="Ray GPUs reserved per replica.")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Custom Ray resources per replica (e.g. {'prefill': 1}) to place pools on node groups."
+    )
+
+
+class FrontendConfig(_Strict):
+    """The HTTP ingress: APIs, text handling, routing."""
+
+    replicas: int = Field(1, ge=1, description="Frontend replicas (stateless; routing state is shared through Redis).")
+    num_cpus: float = Field(0.5, ge=0, description="Ray CPUs reserved per frontend replica.")
+    api_keys: list[str] = Field(default_factory=list, description="Accepted keys (x-api-key or Bearer); empty means no auth.")
+    max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
+    prefill_timeout_s: float = Field(60.0, gt=0, description="After this, decode computes the prompt itself (fallback).")
+    default_max_tokens: int = Field(512, ge=1, description="Output limit when a request names none (OpenAI APIs).")
+
+
+class AppConfig(_Strict):
+    """Everything `kvyard serve` and `serve deploy` need to build the application."""
+
+    mode: Literal["aggregated", "disaggregated"] = Field("disaggregated", description="Separate prefill/decode pools, or one pool doing both.")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    prefill: PoolConfig = Field(default_factory=PoolConfig, description="Prefill pool (disaggregated mode).")
+    decode: PoolConfig = Field(default_factory=PoolConfig, description="Decode pool; in aggregated mode the only pool.")
+    frontend: FrontendConfig = Field(default_factory=FrontendConfig)
+    redis_url: str | None = Field(None, description="Redis for shared router state; None keeps state per frontend.")
+
+    @model_validator(mode="after")
+    def _check(self) -> AppConfig:
+        if self.engine.device == "cpu" and (self.prefill.num_gpus or self.decode.num_gpus):
+            raise ValueError("engine.device is 'cpu' but a pool asks for GPUs: set engine.device to 'cuda' or num_gpus to 0")
+        if self.engine.device == "cuda" and not (self.prefill.num_gpus and self.decode.num_gpus):
+            raise ValueError("engine.device is 'cuda': give prefill and decode num_gpus (usually tensor_parallel_size)")
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> AppConfig:
+        text = Path(path).read_text()
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: the top level must be a mapping of config fields")
+        return cls.model_validate(data)
+
+    def resolve_model_name(self, name: str | None) -> str | None:
+        """Map a client's model name to the served one; None when it names no model we serve."""
+        if name in (None, "", self.model.served_name):
+            return self.model.served_name
+        aliases = self.model.aliases
+        if name in aliases:
+            return aliases[name]
+        if "*" in aliases:
+            return aliases["*"]
+        return None

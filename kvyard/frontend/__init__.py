@@ -1,0 +1,1 @@
+"""Text handling in the frontend: render, tokenize, run the engines, detokenize, parse."""

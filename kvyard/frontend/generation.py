@@ -1,0 +1,207 @@
+"""One request's trip through the engines, as a stream of parser events ending in ``Finished``.
+
+render (chat template) -> tokenize -> engine(s) -> detokenize (special tokens kept) -> stop
+strings -> the family's stream parser (the one owner of reasoning/tool parsing). Every HTTP API
+encodes this same event stream in its own grammar.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import msgspec
+
+from kvyard import metrics
+from kvyard.conversation import Conversation
+from kvyard.errors import EngineFailure, InvalidRequest
+from kvyard.frontend.detokenize import Detokenizer
+from kvyard.frontend.render import render_prompt
+from kvyard.frontend.stops import StopMatcher
+from kvyard.kvtransfer.coordinator import EnginePool, Handoff, disaggregated_stream
+from kvyard.parsing.registry import get_parser
+from kvyard.policies.profiles import ModelProfile
+from kvyard.protocol import EngineChunk, EngineRequest, Sampling
+
+
+class GenerationOptions(msgspec.Struct):
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    stop: list[str] = msgspec.field(default_factory=list)
+    regex: str | None = None
+    json_schema: dict[str, Any] | None = None
+    template_kwargs: dict[str, Any] = msgspec.field(default_factory=dict)
+    cache_salt: str | None = None
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+
+class Finished(msgspec.Struct, tag="finished"):
+    finish_reason: str
+    usage: Usage
+    prompt_token_ids: list[int] = msgspec.field(default_factory=list)
+    output_token_ids: list[int] = msgspec.field(default_factory=list)
+
+
+class Generator:
+    """Shared by every request of a frontend replica: tokenizer, profile and the engine pools."""
+
+    def __init__(
+        self,
+        tokenizer,
+        profile: ModelProfile,
+        *,
+        max_model_len: int,
+        decode: EnginePool,
+        prefill: EnginePool | None = None,
+        prefill_timeout_s: float = 60.0,
+        on_handoff: Callable[[Handoff], None] | None = None,
+    ):
+        self.tokenizer = tokenizer
+        self.profile = profile
+        self.max_model_len = max_model_len
+        self.decode = decode
+        self.prefill = prefill
+        self.prefill_timeout_s = prefill_timeout_s
+        self.on_handoff = on_handoff or _count_handoff
+        self.parser_cls = get_parser(profile.parser)
+        self.stop_token_ids = _stop_token_ids(tokenizer)
+
+    def prompt_ids(self, conv: Conversation, options: GenerationOptions) -> list[int]:
+        return render_prompt(self.tokenizer, conv, options.template_kwargs)
+
+    def engine_request(self, prompt_ids: list[int], options: GenerationOptions) -> EngineRequest:
+        room = self.max_model_len - len(prompt_ids)
+        if room < 1:
+            raise InvalidRequest(
+                f"the prompt is {len(prompt_ids)} tokens, and this model's context is {self.max_model_len}: shorten the conversation"
+            )
+        sampling = Sampling(
+            max_tokens=min(options.max_tokens, room),
+            temperature=options.temperature,
+            top_p=options.top_p,
+            top_k=options.top_k,
+            seed=options.seed,
+            stop_token_ids=self.stop_token_ids,
+            regex=options.regex,
+            json_schema=options.json_schema,
+        )
+        return EngineRequest(
+            request_id=uuid.uuid4().hex, prompt_token_ids=prompt_ids, sampling=sampling, cache_salt=options.cache_salt
+        )
+
+    def engine_stream(self, request: EngineRequest, handoffs: list[Handoff]) -> AsyncIterator[EngineChunk]:
+        """The engine's token stream; in P/D mode the prefill leg's outcome is appended to ``handoffs``."""
+        if self.prefill is None:
+            return self.decode.generate(request)
+
+        def record(handoff: Handoff) -> None:
+            chunk = handoff.prefill_chunk
+            if chunk is not None:
+                metrics.prompt_tokens_total.labels("prefill").inc(chunk.num_prompt_tokens)
+                metrics.prefix_cache_hit_tokens_total.labels("prefill").inc(chunk.num_cached_tokens)
+            handoffs.append(handoff)
+            self.on_handoff(handoff)
+
+        return disaggregated_stream(request, self.prefill, self.decode, timeout_s=self.prefill_timeout_s, on_handoff=record)
+
+    async def stream(
+        self, conv: Conversation, options: GenerationOptions, *, api: str, tool_names: set[str] | None = None
+    ) -> AsyncIterator[Any]:
+        """Yield parser events, then one ``Finished``. Raises ``KvyardError`` before the first event."""
+        started = time.monotonic()
+        prompt_ids = self.prompt_ids(conv, options)
+        request = self.engine_request(prompt_ids, options)
+        parser = self.parser_cls(
+            tool_names=tool_names,
+            tool_schemas={t.name: t.parameters for t in conv.tools} or None,
+            reasoning_started=self.profile.reasoning_opened_by_template,
+            reasoning_enabled=self.profile.reasoning,
+            drop_framing_whitespace=True,
+        )
+        detok = Detokenizer(self.tokenizer)
+        stops = StopMatcher(options.stop)
+        usage = Usage(prompt_tokens=len(prompt_ids))
+        output_ids: list[int] = []
+        finish_reason = "stop"
+        first = True
+        handoffs: list[Handoff] = []
+        engine = self.engine_stream(request, handoffs)
+        try:
+            async for chunk in engine:
+                if first:
+                    metrics.ttft_seconds.labels(api).observe(time.monotonic() - started)
+                    metrics.prompt_tokens_total.labels("decode").inc(chunk.num_prompt_tokens)
+                    metrics.prefix_cache_hit_tokens_total.labels("decode").inc(chunk.num_cached_tokens)
+                    usage.cached_tokens = _cached_tokens(chunk, handoffs)
+                    first = False
+                ids = chunk.token_ids
+                if chunk.finish_reason == "stop" and ids and ids[-1] in self.stop_token_ids:
+                    ids = ids[:-1]
+                usage.completion_tokens += len(chunk.token_ids)
+                output_ids += chunk.token_ids
+                text, hit = stops.feed(detok.feed(ids))
+                for event in parser.feed(text):
+                    yield event
+                if hit:
+                    finish_reason = "stop"
+                    break
+                if chunk.finish_reason is not None:
+                    if chunk.finish_reason in ("error", "abort"):
+                        raise EngineFailure(f"the engine ended the request with {chunk.finish_reason!r}")
+                    finish_reason = chunk.finish_reason
+                    text = stops.flush()
+                    for event in parser.feed(text):
+                        yield event
+        finally:
+            await _close(engine)
+        for event in parser.finish():
+            yield event
+        if parser.malformed:
+            metrics.parser_malformed_total.inc(parser.malformed)
+        metrics.generated_tokens_total.inc(usage.completion_tokens)
+        yield Finished(finish_reason=finish_reason, usage=usage, prompt_token_ids=prompt_ids, output_token_ids=output_ids)
+
+
+
+def _cached_tokens(decode_chunk: EngineChunk, handoffs: list[Handoff]) -> int:
+    """Prompt tokens taken from cache: prefill's prefix-cache hits when the KV came over NIXL."""
+    for handoff in handoffs:
+        if handoff.outcome == "ok" and handoff.prefill_chunk is not None:
+            return handoff.prefill_chunk.num_cached_tokens
+    return decode_chunk.num_cached_tokens
+
+
+def _count_handoff(handoff: Handoff) -> None:
+    metrics.kv_transfer_total.labels(handoff.outcome).inc()
+    if handoff.outcome == "ok":
+        metrics.kv_transfer_seconds.observe(handoff.prefill_seconds)
+
+
+def _stop_token_ids(tokenizer) -> tuple[int, ...]:
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id and token_id is not None:
+            ids.add(token_id)
+    return tuple(sorted(ids))
+
+
+async def _close(stream: Any) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+    cancel = getattr(stream, "cancel", None)
+    if cancel is not None:
+        cancel()

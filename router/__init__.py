@@ -1,0 +1,1 @@
+"""kvyard.router."""
