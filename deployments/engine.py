@@ -70,7 +70,8 @@ class EngineServer:
             served_model_name=cfg.model.served_name,
             max_model_len=cfg.model.max_model_len,
             block_size=cfg.model.block_size,
-            dtype=cfg.model.dtype,
+            # vLLM would run float32 checkpoints in bf16 on CPU: slower without native bf16 (AVX2).
+            dtype="float32" if cfg.model.dtype == "auto" and cfg.engine.device == "cpu" else cfg.model.dtype,
             enforce_eager=cfg.engine.enforce_eager,
             max_num_seqs=cfg.engine.max_num_seqs,
             tensor_parallel_size=cfg.engine.tensor_parallel_size,

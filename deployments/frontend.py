@@ -1,37 +1,37 @@
-"""The ingress deployment: HTTP APIs over one shared text pipeline (``kvyard.frontend``).
+"""The ingress deployment: three HTTP APIs over one shared text pipeline (``kvyard.frontend``).
 
-A thin shell: decode the API's request, run ``Generator.stream``, encode the events in the API's
-grammar, map ``KvyardError`` to the API's error shape. ``serve.ingress(app)`` is applied by the
-builder.
+A thin shell. Every generation endpoint takes the same path: decode the API's request into a
+Conversation, enforce a forced ``tool_choice`` with structured output, run ``Generator.stream``,
+and hand the items to the API's ``ApiExchange`` (SSE frames or one JSON body, errors in the API's
+own shape). ``serve.ingress(app)`` is applied by the builder.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from kvyard import metrics
-from kvyard.api import openai_chat
-from kvyard.api.common import openai_error
+from kvyard.api import anthropic, openai_chat, responses
+from kvyard.api.common import anthropic_error, hmac_signer, openai_error, process_signer
+from kvyard.api.streams import ApiExchange, ChatExchange, MessagesExchange, ResponsesExchange
 from kvyard.config import AppConfig
 from kvyard.deployments.handles import ServePool
 from kvyard.errors import AuthenticationFailed, KvyardError, ModelNotFound, RequestTooLarge, as_kvyard_error
-from kvyard.frontend.generation import Generator
+from kvyard.frontend.forcing import forced_call_regex
+from kvyard.frontend.generation import GenerationOptions, Generator
 from kvyard.policies.profiles import detect_profile, get_profile
+from kvyard.policies.sanitizer import compile_rules
 
 log = logging.getLogger("kvyard.frontend")
 
 app = FastAPI(title="kvyard", description="OpenAI and Anthropic APIs over disaggregated vLLM engines")
 
-
-def sse(payload: dict[str, Any], event: str | None = None) -> bytes:
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 class Frontend:
@@ -40,22 +40,25 @@ class Frontend:
 
         self.config = AppConfig.model_validate(config)
         cfg = self.config
-        tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
-        profile = (
-            detect_profile(tokenizer.get_vocab(), tokenizer.chat_template)
+        self.tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
+        self.profile = (
+            detect_profile(self.tokenizer.get_vocab(), self.tokenizer.chat_template)
             if cfg.model.profile == "auto"
             else get_profile(cfg.model.profile)
         )
+        key = cfg.frontend.signing_key
+        self.signer = hmac_signer(key.encode()) if key else process_signer
         self.decode_handle, self.prefill_handle = decode, prefill
         self.generator = Generator(
-            tokenizer,
-            profile,
+            self.tokenizer,
+            self.profile,
             max_model_len=cfg.model.max_model_len,
             decode=ServePool(decode),
             prefill=ServePool(prefill) if prefill is not None else None,
             prefill_timeout_s=cfg.frontend.prefill_timeout_s,
+            sanitizer_rules=compile_rules(cfg.sanitizer),
         )
-        log.info("frontend ready: model=%s profile=%s mode=%s", cfg.model.served_name, profile.name, cfg.mode)
+        log.info("frontend ready: model=%s profile=%s mode=%s", cfg.model.served_name, self.profile.name, cfg.mode)
 
     # --- edge checks -------------------------------------------------------------------------
 
@@ -65,8 +68,8 @@ class Frontend:
             return
         given = request.headers.get("x-api-key") or ""
         auth = request.headers.get("authorization") or ""
-        if auth.lower().startswith("bearer "):
-            given = given or auth[7:].strip()
+        if not given and auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
         if given not in keys:
             raise AuthenticationFailed("missing or invalid API key: send it as 'x-api-key' or 'Authorization: Bearer'")
 
@@ -75,20 +78,26 @@ class Frontend:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise RequestTooLarge(f"the body is {declared} bytes; the limit is {limit}")
-        body = b""
+        body = bytearray()
         async for part in request.stream():
             body += part
             if len(body) > limit:
                 raise RequestTooLarge(f"the body is over the {limit}-byte limit")
-        return body
+        return bytes(body)
 
     def _model(self, name: str | None) -> str:
-        served = self.config.resolve_model_name(name)
-        if served is None:
+        if self.config.resolve_model_name(name) is None:
             raise ModelNotFound(f"model {name!r} is not served here; GET /v1/models lists what is")
-        return name or served
+        return name or self.config.model.served_name
 
-    # --- endpoints ---------------------------------------------------------------------------
+    def _force_tool(self, conv, options: GenerationOptions, choice: tuple[str, str | None]) -> None:
+        mode, name = choice
+        if mode == "none":
+            conv.tools = []
+        elif mode == "required":
+            options.regex = forced_call_regex(self.profile, conv.tools, name)
+
+    # --- plain endpoints ---------------------------------------------------------------------
 
     @app.get("/health")
     async def health(self) -> dict[str, str]:
@@ -106,8 +115,7 @@ class Frontend:
     async def model(self, model_id: str, request: Request) -> Response:
         try:
             self._authorize(request)
-            if self.config.resolve_model_name(model_id) is None:
-                raise ModelNotFound(f"model {model_id!r} is not served here; GET /v1/models lists what is")
+            self._model(model_id)
         except KvyardError as exc:
             return JSONResponse(openai_error(exc), exc.status)
         return JSONResponse(self._model_card(model_id))
@@ -136,59 +144,95 @@ class Frontend:
             lines.append(f"kvyard_engine_kv_cache_usage{{{labels}}} {stats['kv_cache_usage']}")
         return "\n".join(lines) + ("\n" if lines else "")
 
+    @app.post("/v1/messages/count_tokens")
+    async def count_tokens(self, request: Request) -> Response:
+        try:
+            self._authorize(request)
+            req, conv, options = anthropic.decode_count_tokens(await self._body(request))
+            self._model(req.model)
+            count = len(self.generator.prompt_ids(conv, options))
+        except Exception as exc:
+            err = as_kvyard_error(exc)
+            return JSONResponse(anthropic_error(err), err.status)
+        return JSONResponse(anthropic.count_tokens_response(count))
+
+    # --- generation endpoints ----------------------------------------------------------------
+
     @app.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Response:
-        api = "chat"
+        def decode(body: bytes):
+            req, conv, options = openai_chat.decode_request(body, self.config.frontend.default_max_tokens)
+            return ChatExchange(req, self._model(req.model)), conv, options, openai_chat.tool_choice(req)
+
+        return await self._generate(request, "chat", decode, openai_error)
+
+    @app.post("/v1/messages")
+    async def messages(self, request: Request) -> Response:
+        def decode(body: bytes):
+            req, conv, options = anthropic.decode_request(body)
+            return MessagesExchange(req, self._model(req.model), self.signer), conv, options, anthropic.tool_choice(req)
+
+        return await self._generate(request, "messages", decode, anthropic_error)
+
+    @app.post("/v1/responses")
+    async def responses(self, request: Request) -> Response:
+        def count(text: str) -> int:
+            return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+        def decode(body: bytes):
+            req, conv, options = responses.decode_request(body, self.config.frontend.default_max_tokens)
+            exchange = ResponsesExchange(req, self._model(req.model), self.signer, count)
+            return exchange, conv, options, responses.tool_choice(req)
+
+        return await self._generate(request, "responses", decode, openai_error)
+
+    async def _generate(self, request: Request, api: str, decode: Callable, error_shape: Callable) -> Response:
         metrics.in_flight.inc()
         try:
             self._authorize(request)
-            req, conv, options = openai_chat.decode_request(await self._body(request), self.config.frontend.default_max_tokens)
-            encoder = openai_chat.ChatEncoder(self._model(req.model), req.return_token_ids)
-            events = self.generator.stream(conv, options, api=api, tool_names={t.name for t in conv.tools} or None)
-            first = await anext(events)  # errors before the first event are plain HTTP errors
+            exchange, conv, options, choice = decode(await self._body(request))
+            self._force_tool(conv, options, choice)
+            items = self.generator.stream(conv, options, api=api, tool_names={t.name for t in conv.tools} or None)
+            started = await anext(items)  # request errors surface here, as plain HTTP errors
         except Exception as exc:
             err = as_kvyard_error(exc)
             metrics.in_flight.dec()
             metrics.requests_total.labels(api, str(err.status)).inc()
-            return JSONResponse(openai_error(err), err.status)
-        if not req.stream:
-            try:
-                encoder.chunks(first)
-                async for event in events:
-                    encoder.chunks(event)
-            except Exception as exc:
-                err = as_kvyard_error(exc)
-                metrics.requests_total.labels(api, str(err.status)).inc()
-                return JSONResponse(openai_error(err), err.status)
-            finally:
-                metrics.in_flight.dec()
-            metrics.requests_total.labels(api, "200").inc()
-            return JSONResponse(encoder.response())
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return StreamingResponse(
-            self._chat_sse(encoder, first, events, include_usage),
-            media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-        )
+            if err.status >= 500:
+                log.warning("%s request failed before streaming: %s", api, exc)
+            return JSONResponse(error_shape(err), err.status)
+        if exchange.stream:
+            return StreamingResponse(self._sse(exchange, started, items), media_type="text/event-stream", headers=SSE_HEADERS)
+        try:
+            async for item in items:
+                exchange.frames(item)
+        except Exception as exc:
+            err = as_kvyard_error(exc)
+            metrics.requests_total.labels(api, str(err.status)).inc()
+            log.warning("%s request failed: %s", api, exc)
+            return JSONResponse(error_shape(err), err.status)
+        finally:
+            metrics.in_flight.dec()
+        metrics.requests_total.labels(api, "200").inc()
+        return JSONResponse(exchange.response())
 
-    async def _chat_sse(self, encoder, first, events: AsyncIterator[Any], include_usage: bool) -> AsyncIterator[bytes]:
+    async def _sse(self, exchange: ApiExchange, started, items: AsyncIterator[Any]) -> AsyncIterator[bytes]:
         status = "200"
         try:
-            yield sse(encoder.first_chunk())
-            for payload in encoder.chunks(first):
-                yield sse(payload)
-            async for event in events:
-                for payload in encoder.chunks(event):
-                    yield sse(payload)
-            if include_usage:
-                yield sse(encoder.usage_chunk())
-            yield b"data: [DONE]\n\n"
-        except Exception as exc:  # mid-stream: the client gets an error event in the stream
+            for frame in exchange.head(started):
+                yield frame
+            async for item in items:
+                for frame in exchange.frames(item):
+                    yield frame
+            for frame in exchange.tail():
+                yield frame
+        except Exception as exc:  # mid-stream: the client gets an error event in its API's grammar
             err = as_kvyard_error(exc)
             status = str(err.status)
-            log.warning("stream failed: %s", exc)
-            yield sse(openai_error(err))
+            log.warning("%s stream failed: %s", exchange.api, exc)
+            for frame in exchange.error_frames(err):
+                yield frame
         finally:
-            await events.aclose()
+            await items.aclose()
             metrics.in_flight.dec()
-            metrics.requests_total.labels("chat", status).inc()
+            metrics.requests_total.labels(exchange.api, status).inc()

@@ -12,6 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from kvyard.policies.sanitizer import SanitizerConfig
+
 DEFAULT_DATA_DIR = Path.home() / ".cache" / "kvyard"
 DEFAULT_MODEL_DIR = DEFAULT_DATA_DIR / "models" / "SmolLM2-135M-Instruct"
 
@@ -31,7 +33,7 @@ class ModelConfig(_Strict):
     )
     max_model_len: int = Field(4096, ge=16, description="Context length (prompt + output tokens).")
     block_size: int = Field(32, ge=1, description="KV cache block size in tokens (CPU engines need a multiple of 32); the router hashes blocks of this size.")
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="Weights/activations dtype.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="Weights/activations dtype; 'auto' is float32 on CPU engines, the checkpoint's dtype on GPU.")
     profile: str = Field("auto", description="Model-family profile in kvyard.policies (template, parser, replay); 'auto' detects it.")
 
 
@@ -67,6 +69,11 @@ class FrontendConfig(_Strict):
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
     prefill_timeout_s: float = Field(60.0, gt=0, description="After this, decode computes the prompt itself (fallback).")
     default_max_tokens: int = Field(512, ge=1, description="Output limit when a request names none (OpenAI APIs).")
+    signing_key: str | None = Field(
+        None,
+        description="Key that signs returned reasoning (thinking signatures) so replays can be verified; "
+        "set it to keep signatures valid across replicas and restarts (default: random per replica).",
+    )
 
 
 class AppConfig(_Strict):
@@ -79,13 +86,15 @@ class AppConfig(_Strict):
     decode: PoolConfig = Field(default_factory=PoolConfig, description="Decode pool; in aggregated mode the only pool.")
     frontend: FrontendConfig = Field(default_factory=FrontendConfig)
     redis_url: str | None = Field(None, description="Redis for shared router state; None keeps state per frontend.")
+    sanitizer: SanitizerConfig = Field(default_factory=SanitizerConfig, description="Prompt sanitizer rules (before rendering and hashing).")
 
     @model_validator(mode="after")
     def _check(self) -> AppConfig:
         if self.engine.device == "cpu" and (self.prefill.num_gpus or self.decode.num_gpus):
             raise ValueError("engine.device is 'cpu' but a pool asks for GPUs: set engine.device to 'cuda' or num_gpus to 0")
-        if self.engine.device == "cuda" and not (self.prefill.num_gpus and self.decode.num_gpus):
-            raise ValueError("engine.device is 'cuda': give prefill and decode num_gpus (usually tensor_parallel_size)")
+        pools = {"decode": self.decode} | ({"prefill": self.prefill} if self.mode == "disaggregated" else {})
+        if self.engine.device == "cuda" and not all(p.num_gpus for p in pools.values()):
+            raise ValueError(f"engine.device is 'cuda': give {' and '.join(pools)} num_gpus (usually tensor_parallel_size)")
         return self
 
     @classmethod

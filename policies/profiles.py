@@ -20,17 +20,38 @@ class ModelProfile(BaseModel):
         False, description="The chat template ends the prompt inside an open <think> (output starts in reasoning)."
     )
     replay: str = Field("keep_all", description="Reasoning-replay policy for earlier assistant turns.")
+    tool_call_format: str | None = Field(
+        None, description="The family's text of one tool call, with {name} and {arguments}; used to force a call."
+    )
 
 
 PROFILES: dict[str, ModelProfile] = {
     p.name: p
     for p in (
         ModelProfile(name="plain", parser="plain"),
-        ModelProfile(name="qwen3", parser="qwen3", reasoning=True, replay="after_last_user"),
+        ModelProfile(
+            name="qwen3",
+            parser="qwen3",
+            reasoning=True,
+            replay="after_last_user",
+            tool_call_format='<tool_call>\n{"name": "{name}", "arguments": {arguments}}\n</tool_call>',
+        ),
         ModelProfile(name="deepseek_r1", parser="deepseek_r1", reasoning=True, reasoning_opened_by_template=True, replay="drop"),
-        ModelProfile(name="nemotron", parser="nemotron", reasoning=True, replay="keep_with_tool_calls"),
+        ModelProfile(
+            name="nemotron",
+            parser="nemotron",
+            reasoning=True,
+            replay="keep_with_tool_calls",
+            tool_call_format='<TOOLCALL>[{"name": "{name}", "arguments": {arguments}}]</TOOLCALL>',
+        ),
         ModelProfile(name="gpt_oss", parser="harmony", reasoning=True, replay="harmony"),
-        ModelProfile(name="kimi_k2", parser="kimi_k2", reasoning=True, replay="after_last_user"),
+        ModelProfile(
+            name="kimi_k2",
+            parser="kimi_k2",
+            reasoning=True,
+            replay="after_last_user",
+            tool_call_format="<|tool_calls_section_begin|><|tool_call_begin|>functions.{name}:0<|tool_call_argument_begin|>{arguments}<|tool_call_end|><|tool_calls_section_end|>",
+        ),
         ModelProfile(name="qwen3_coder", parser="qwen3_coder", reasoning=False, replay="keep_all"),
     )
 }

@@ -21,3 +21,10 @@ def tiny_model() -> Path:
     from kvyard.models import build_model
 
     return build_model("random", MODEL_CACHE / "tiny-qwen3", **TINY_QWEN3)
+
+
+@pytest.fixture(scope="session")
+def smollm2_model() -> Path:
+    from kvyard.models import build_model
+
+    return build_model("smollm2", MODEL_CACHE / "SmolLM2-135M-Instruct")

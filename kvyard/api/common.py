@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
+import secrets
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -43,3 +48,29 @@ def openai_error(exc: KvyardError) -> dict[str, Any]:
 
 def anthropic_error(exc: KvyardError) -> dict[str, Any]:
     return {"type": "error", "error": {"type": exc.kind, "message": exc.message}}
+
+
+def hmac_signer(key: bytes) -> Callable[[str], str]:
+    """``text -> base64url(HMAC-SHA256(key, text))``: a reasoning signature only kvyard can make
+    (no ``.`` in it, so it also fits Responses' packed ``encrypted_content``)."""
+
+    def sign(text: str) -> str:
+        return base64.urlsafe_b64encode(hmac.new(key, text.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
+
+    return sign
+
+
+process_signer = hmac_signer(secrets.token_bytes(32))
+"""Default signer; deployments pass one keyed from config so signatures survive restarts."""
+
+
+def sse_frame(payload: dict[str, Any], event: str | None = None) -> bytes:
+    """One SSE frame; ``event`` names it (Anthropic and Responses name every event by its type)."""
+    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {data}\n\n".encode()
+
+
+def typed_sse(payload: dict[str, Any]) -> bytes:
+    """An SSE frame whose event name is the payload's ``type``."""
+    return sse_frame(payload, payload["type"])

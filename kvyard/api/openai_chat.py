@@ -10,10 +10,24 @@ from typing import Any, Literal
 import msgspec
 
 from kvyard.api.common import decode_body, parse_arguments
-from kvyard.conversation import Conversation, Message, ReasoningPart, TextPart, Tool, ToolCallPart, ToolResultPart
+from kvyard.conversation import (
+    Conversation,
+    Message,
+    ReasoningPart,
+    TextPart,
+    Tool,
+    ToolCallPart,
+    ToolResultPart,
+)
 from kvyard.errors import InvalidRequest
 from kvyard.frontend.generation import Finished, GenerationOptions, Usage
-from kvyard.parsing.events import ReasoningDelta, TextDelta, ToolCallArgsDelta, ToolCallComplete, ToolCallStart
+from kvyard.parsing.events import (
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgsDelta,
+    ToolCallComplete,
+    ToolCallStart,
+)
 
 
 class ContentPart(msgspec.Struct):
@@ -230,3 +244,15 @@ class ChatEncoder:
             choice["token_ids"] = self.finished.output_token_ids
             body["prompt_token_ids"] = self.finished.prompt_token_ids
         return body
+
+
+def tool_choice(req: ChatRequest) -> tuple[Literal["auto", "none", "required"], str | None]:
+    """What the engine must enforce: ``("required", None)`` any tool, ``("required", name)`` that one."""
+    choice = req.tool_choice
+    if choice is None or choice == "auto":
+        return "auto", None
+    if choice in ("none", "required"):
+        return choice, None
+    if isinstance(choice, dict) and isinstance(choice.get("function"), dict) and choice["function"].get("name"):
+        return "required", choice["function"]["name"]
+    raise InvalidRequest("tool_choice must be 'auto', 'none', 'required' or {'type': 'function', 'function': {'name': …}}", param="tool_choice")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -23,6 +23,7 @@ from kvyard.frontend.stops import StopMatcher
 from kvyard.kvtransfer.coordinator import EnginePool, Handoff, disaggregated_stream
 from kvyard.parsing.registry import get_parser
 from kvyard.policies.profiles import ModelProfile
+from kvyard.policies.sanitizer import CompiledRule, compile_rules, sanitize
 from kvyard.protocol import EngineChunk, EngineRequest, Sampling
 
 
@@ -45,9 +46,17 @@ class Usage(msgspec.Struct):
     cached_tokens: int = 0
 
 
+class Started(msgspec.Struct, tag="started"):
+    """The engine produced its first token: what the prompt cost and what came from cache."""
+
+    prompt_tokens: int
+    cached_tokens: int
+
+
 class Finished(msgspec.Struct, tag="finished"):
     finish_reason: str
     usage: Usage
+    stop_sequence: str | None = None
     prompt_token_ids: list[int] = msgspec.field(default_factory=list)
     output_token_ids: list[int] = msgspec.field(default_factory=list)
 
@@ -65,6 +74,7 @@ class Generator:
         prefill: EnginePool | None = None,
         prefill_timeout_s: float = 60.0,
         on_handoff: Callable[[Handoff], None] | None = None,
+        sanitizer_rules: Sequence[CompiledRule] | None = None,
     ):
         self.tokenizer = tokenizer
         self.profile = profile
@@ -75,8 +85,13 @@ class Generator:
         self.on_handoff = on_handoff or _count_handoff
         self.parser_cls = get_parser(profile.parser)
         self.stop_token_ids = _stop_token_ids(tokenizer)
+        self.sanitizer_rules = compile_rules() if sanitizer_rules is None else sanitizer_rules
 
     def prompt_ids(self, conv: Conversation, options: GenerationOptions) -> list[int]:
+        """Sanitize (counting each rule that fired), then render and tokenize."""
+        conv, fired = sanitize(conv, self.sanitizer_rules)
+        for rule, count in fired.items():
+            metrics.sanitizer_fired_total.labels(rule).inc(count)
         return render_prompt(self.tokenizer, conv, options.template_kwargs)
 
     def engine_request(self, prompt_ids: list[int], options: GenerationOptions) -> EngineRequest:
@@ -117,7 +132,11 @@ class Generator:
     async def stream(
         self, conv: Conversation, options: GenerationOptions, *, api: str, tool_names: set[str] | None = None
     ) -> AsyncIterator[Any]:
-        """Yield parser events, then one ``Finished``. Raises ``KvyardError`` before the first event."""
+        """Yield ``Started``, parser events, then one ``Finished``.
+
+        Errors in the request raise ``KvyardError`` before ``Started``; the caller primes the
+        stream with its first item so that those become plain HTTP errors.
+        """
         started = time.monotonic()
         prompt_ids = self.prompt_ids(conv, options)
         request = self.engine_request(prompt_ids, options)
@@ -144,6 +163,7 @@ class Generator:
                     metrics.prefix_cache_hit_tokens_total.labels("decode").inc(chunk.num_cached_tokens)
                     usage.cached_tokens = _cached_tokens(chunk, handoffs)
                     first = False
+                    yield Started(prompt_tokens=usage.prompt_tokens, cached_tokens=usage.cached_tokens)
                 ids = chunk.token_ids
                 if chunk.finish_reason == "stop" and ids and ids[-1] in self.stop_token_ids:
                     ids = ids[:-1]
@@ -169,7 +189,13 @@ class Generator:
         if parser.malformed:
             metrics.parser_malformed_total.inc(parser.malformed)
         metrics.generated_tokens_total.inc(usage.completion_tokens)
-        yield Finished(finish_reason=finish_reason, usage=usage, prompt_token_ids=prompt_ids, output_token_ids=output_ids)
+        yield Finished(
+            finish_reason=finish_reason,
+            usage=usage,
+            stop_sequence=stops.matched,
+            prompt_token_ids=prompt_ids,
+            output_token_ids=output_ids,
+        )
 
 
 

@@ -19,7 +19,8 @@ def to_template_messages(conv: Conversation) -> list[dict[str, Any]]:
     if conv.system:
         messages.append({"role": "system", "content": conv.system})
     for msg in conv.messages:
-        text = "".join(p.text for p in msg.parts if isinstance(p, TextPart))
+        # Separate text blocks (e.g. Claude Code's <system-reminder> and the prompt) by a newline.
+        text = "\n".join(p.text for p in msg.parts if isinstance(p, TextPart))
         if msg.role in ("system", "developer"):
             messages.append({"role": "system", "content": text})
         elif msg.role == "assistant":

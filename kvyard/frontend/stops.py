@@ -12,14 +12,16 @@ class StopMatcher:
         self.stops = [s for s in stops if s]
         self.hold = max((len(s) for s in self.stops), default=1) - 1
         self.buffer = ""
+        self.matched: str | None = None
 
     def feed(self, text: str) -> tuple[str, bool]:
         """(text safe to release, whether a stop string was hit)."""
         if not self.stops:
             return text, False
         self.buffer += text
-        cut = min((i for i in (self.buffer.find(s) for s in self.stops) if i >= 0), default=-1)
-        if cut >= 0:
+        found = [(i, s) for s in self.stops if (i := self.buffer.find(s)) >= 0]
+        if found:
+            cut, self.matched = min(found)
             out, self.buffer = self.buffer[:cut], ""
             return out, True
         keep = self._partial_suffix()

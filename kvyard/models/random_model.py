@@ -4,7 +4,8 @@ The model is ``AutoModelForCausalLM.from_config`` under ``torch.manual_seed(seed
 same arguments give bit-identical weights; the tokenizer comes from
 ``kvyard.models.tokenizer`` (same for every seed). Weights are written in safetensors,
 float32 by default: random logits have small top-1/top-2 gaps, and float32 keeps greedy
-decoding stable across batch shapes and prefill/decode splits (bfloat16 would flip ties).
+decoding stable across batch shapes and prefill/decode splits (bfloat16 flips near-ties).
+vLLM downcasts float32 checkpoints to bfloat16 unless the engine gets ``dtype="float32"``.
 ``max_position_embeddings`` is ``max_model_len``; ``generation_config`` stops on ``<|im_end|>``.
 
 ``head_dim`` is a free parameter (Qwen3 and Llama both allow ``num_heads * head_dim !=
@@ -94,22 +95,22 @@ def build_random(
 
 
 def _config(p: dict[str, Any], *, bos_id: int, eos_id: int):
-    common = dict(
-        vocab_size=p["vocab_size"],
-        hidden_size=p["hidden_size"],
-        intermediate_size=p["intermediate_size"],
-        num_hidden_layers=p["num_layers"],
-        num_attention_heads=p["num_heads"],
-        num_key_value_heads=p["num_kv_heads"],
-        head_dim=p["head_dim"],
-        max_position_embeddings=p["max_model_len"],
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
-        bos_token_id=bos_id,
-        eos_token_id=eos_id,
-        pad_token_id=bos_id,
-        dtype=p["dtype"],
-    )
+    common = {
+        "vocab_size": p["vocab_size"],
+        "hidden_size": p["hidden_size"],
+        "intermediate_size": p["intermediate_size"],
+        "num_hidden_layers": p["num_layers"],
+        "num_attention_heads": p["num_heads"],
+        "num_key_value_heads": p["num_kv_heads"],
+        "head_dim": p["head_dim"],
+        "max_position_embeddings": p["max_model_len"],
+        "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": False,
+        "bos_token_id": bos_id,
+        "eos_token_id": eos_id,
+        "pad_token_id": bos_id,
+        "dtype": p["dtype"],
+    }
     if p["arch"] == "qwen3":
         from transformers import Qwen3Config
 

@@ -9,8 +9,9 @@ a LlamaForCausalLM; its state dict is copied into a fresh model built from the s
 written as safetensors together with the tokenizer and its ChatML chat template.
 
 Cost: about 25 s and 1.5 GB of memory on 2 cores, most of it parsing the GGUF header (see
-``_memoized_gguf``); the result is ~540 MB in float32 (the default: this project's CPUs have
-no native bfloat16, and vLLM's CPU build serves float32 fastest there) or ~270 MB in bfloat16.
+``_memoized_gguf``); the result is ~540 MB in float32 (the default) or ~270 MB in bfloat16.
+vLLM downcasts a float32 checkpoint to bfloat16 unless the engine gets ``dtype="float32"``;
+on CPUs without native bfloat16 (AVX2 only) float32 is the faster choice.
 """
 
 from __future__ import annotations

@@ -149,12 +149,16 @@ CHAT_TEMPLATE = r"""{%- macro render_content(content) -%}
 {%- endif %}
 """
 
-_NAMES = "Alice Bob Carol Dave Erin Frank Grace Heidi Ivan Judy Mallory Oscar Peggy Trent Victor Wendy".split()
-_CITIES = (
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+_NAMES = _words("Alice Bob Carol Dave Erin Frank Grace Heidi Ivan Judy Mallory Oscar Peggy Trent Victor Wendy")
+_CITIES = _words(
     "Paris London Berlin Madrid Rome Vienna Prague Warsaw Lisbon Dublin Oslo Tokyo Seoul Lima "
     "Cairo Nairobi Sydney Toronto Chicago Boston Denver Austin Seattle Mumbai Delhi Beijing"
-).split()
-_NOUNS = (
+)
+_NOUNS = _words(
     "time year people way day man thing woman life child world school state family student "
     "group country problem hand part place case week company system program question work "
     "government number night point home water room mother area money story fact month lot "
@@ -165,21 +169,21 @@ _NOUNS = (
     "education file function request server model token cache router engine prompt message "
     "user assistant tool call response error test build config weather answer capital river "
     "mountain language computer network memory process thread queue database table column"
-).split()
-_VERBS = (
+)
+_VERBS = _words(
     "is was has made said went took came saw knew got gave found thought told became left felt "
     "brought began kept held wrote stood heard let meant set met ran paid sat spoke lay led read "
     "grew lost fell sent built understood drew broke spent cut rose drove bought wore chose "
     "returns calls reads writes sends builds checks runs loads stores routes parses renders"
-).split()
-_ADJECTIVES = (
+)
+_ADJECTIVES = _words(
     "good new first last long great little own other old right big high different small large "
     "next early young important few public bad same able free sure clear full special easy "
     "strong certain whole real best better true late hard major simple quick quiet bright warm "
     "cold empty ready open final local remote fast slow correct wrong"
-).split()
-_ADVERBS = "quickly slowly carefully often never always soon again already together today here there".split()
-_PREPS = "in on at from with about into over after before under between through during without".split()
+)
+_ADVERBS = _words("quickly slowly carefully often never always soon again already together today here there")
+_PREPS = _words("in on at from with about into over after before under between through during without")
 _CODE_LINES = (
     "def {n}(self, {m}):",
     "    return {m} + {k}",
@@ -213,8 +217,8 @@ def corpus(lines: int = _CORPUS_LINES) -> list[str]:
     return out
 
 
-_ONSETS = "b bl br c ch cl cr d dr f fl fr g gl gr h j k l m n p pl pr qu r s sh sk sl sp st str t th tr v w z".split()
-_VOWELS = "a e i o u ai ea ee ie oo ou y".split()
+_ONSETS = _words("b bl br c ch cl cr d dr f fl fr g gl gr h j k l m n p pl pr qu r s sh sk sl sp st str t th tr v w z")
+_VOWELS = _words("a e i o u ai ea ee ie oo ou y")
 _CODAS = ["", "", "n", "r", "s", "t", "l", "m", "nd", "nt", "st", "ng", "ck", "rt", "sh", "ss"]
 _SUFFIXES = ["", "", "", "s", "ed", "ing", "er", "ly", "tion", "ment", "ness", "able"]
 
@@ -277,7 +281,15 @@ def build_tokenizer(vocab_size: int = 4096, *, model_max_length: int = 4096):
     """
     if vocab_size < MIN_VOCAB_SIZE:
         raise ValueError(f"vocab_size={vocab_size} is too small; use at least {MIN_VOCAB_SIZE}")
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        AddedToken,
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=None))
