@@ -15,6 +15,7 @@ from ray.serve.deployment import Application
 from kvyard.config import AppConfig, PoolConfig
 from kvyard.deployments.engine import EngineServer
 from kvyard.deployments.frontend import Frontend, app
+from kvyard.router.serve_router import KVAwareRequestRouter
 
 
 def _actor_options(pool: PoolConfig) -> dict[str, Any]:
@@ -24,7 +25,8 @@ def _actor_options(pool: PoolConfig) -> dict[str, Any]:
     return options
 
 
-def _engine(name: str, pool: PoolConfig, max_ongoing: int):
+def _engine(name: str, pool: PoolConfig, max_ongoing: int, kv_aware: bool):
+    router = {"request_router_config": {"request_router_class": KVAwareRequestRouter}} if kv_aware else {}
     return serve.deployment(
         EngineServer,
         name=name,
@@ -34,6 +36,7 @@ def _engine(name: str, pool: PoolConfig, max_ongoing: int):
         health_check_period_s=10,
         health_check_timeout_s=60,
         graceful_shutdown_timeout_s=10,
+        **router,
     )
 
 
@@ -42,6 +45,7 @@ def build_app(args: dict[str, Any] | AppConfig | None = None) -> Application:
     cfg = args if isinstance(args, AppConfig) else AppConfig.model_validate(args or {})
     data = cfg.model_dump()
     max_ongoing = cfg.engine.max_num_seqs * 2
+    kv_aware = cfg.router.policy == "kv_aware"
     frontend = serve.deployment(
         serve.ingress(app)(Frontend),
         name="Frontend",
@@ -50,8 +54,8 @@ def build_app(args: dict[str, Any] | AppConfig | None = None) -> Application:
         max_ongoing_requests=1024,
     )
     if cfg.mode == "aggregated":
-        decode = _engine("Engine", cfg.decode, max_ongoing).bind(data, "aggregated")
+        decode = _engine("Engine", cfg.decode, max_ongoing, kv_aware).bind(data, "aggregated")
         return frontend.bind(data, decode)
-    prefill = _engine("Prefill", cfg.prefill, max_ongoing).bind(data, "prefill")
-    decode = _engine("Decode", cfg.decode, max_ongoing).bind(data, "decode")
+    prefill = _engine("Prefill", cfg.prefill, max_ongoing, kv_aware).bind(data, "prefill")
+    decode = _engine("Decode", cfg.decode, max_ongoing, kv_aware).bind(data, "decode")
     return frontend.bind(data, decode, prefill)

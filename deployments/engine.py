@@ -15,7 +15,7 @@ from typing import Any
 
 from kvyard.config import AppConfig
 from kvyard.deployments.engine_stats import EngineCounters
-from kvyard.kvtransfer.connector import Role, kv_transfer_config, set_side_channel_env
+from kvyard.kvtransfer.connector import Role, free_port, kv_transfer_config, set_side_channel_env
 from kvyard.protocol import EngineChunk, EngineRequest, Sampling
 
 log = logging.getLogger("kvyard.engine")
@@ -46,17 +46,29 @@ def sampling_params(sampling: Sampling, kv_transfer_params: dict[str, Any] | Non
     )
 
 
+def _serve_replica_id() -> str | None:
+    """This replica's Serve id (the router's worker id), or None outside Serve."""
+    try:
+        from ray import serve
+
+        return serve.get_replica_context().replica_id.unique_id
+    except Exception:  # not running inside a Serve replica (direct use in scripts)
+        return None
+
+
 class EngineServer:
     """Hosts one engine. ``generate`` streams ``EngineChunk``s; ``stats`` reports counters."""
 
     def __init__(self, config: dict[str, Any] | AppConfig, role: Role):
         import ray
+        from vllm.config import KVEventsConfig
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
         cfg = config if isinstance(config, AppConfig) else AppConfig.model_validate(config)
         self.role = role
         self.replica = f"{role}-{os.getpid()}"
+        self.node_id = ray.get_runtime_context().get_node_id()
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.engine.cpu_kv_cache_gib))
         connector = kv_transfer_config(role, cfg.engine.device)
         if connector is not None:
@@ -65,6 +77,14 @@ class EngineServer:
             port = set_side_channel_env(ray.util.get_node_ip_address())
             log.info("%s: NIXL side channel on port %d", self.replica, port)
         self.counters = EngineCounters()
+        self.worker_id = _serve_replica_id() or self.replica
+        node_ip = ray.util.get_node_ip_address()
+        events_port, replay_port = free_port(), free_port()
+        self.kv_events = {
+            "events": f"tcp://{node_ip}:{events_port}",
+            "replay": f"tcp://{node_ip}:{replay_port}",
+            "topic": "kv-events",
+        }
         args = AsyncEngineArgs(
             model=cfg.model.path,
             served_model_name=cfg.model.served_name,
@@ -77,6 +97,13 @@ class EngineServer:
             tensor_parallel_size=cfg.engine.tensor_parallel_size,
             enable_prefix_caching=True,
             kv_transfer_config=connector,
+            kv_events_config=KVEventsConfig(
+                enable_kv_cache_events=True,
+                publisher="zmq",
+                endpoint=f"tcp://*:{events_port}",
+                replay_endpoint=f"tcp://*:{replay_port}",
+                topic="kv-events",
+            ),
             **({"gpu_memory_utilization": cfg.engine.gpu_memory_utilization} if cfg.engine.device == "cuda" else {}),
             **cfg.engine.extra_engine_args,
         )
@@ -99,7 +126,7 @@ class EngineServer:
                 token_ids=list(completion.token_ids),
                 finish_reason=completion.finish_reason if out.finished else None,
                 kv_transfer_params=out.kv_transfer_params if out.finished else None,
-                replica=self.replica,
+                replica=self.worker_id,
             )
             if first:
                 chunk.num_prompt_tokens = len(request.prompt_token_ids)
@@ -110,7 +137,7 @@ class EngineServer:
 
     async def prefill(self, request: EngineRequest) -> EngineChunk:
         """Run a request to completion and return one merged chunk (used for the prefill leg)."""
-        merged = EngineChunk(token_ids=[], replica=self.replica)
+        merged = EngineChunk(token_ids=[], replica=self.worker_id)
         async for chunk in self.generate(request):
             merged.token_ids += chunk.token_ids
             merged.num_prompt_tokens = merged.num_prompt_tokens or chunk.num_prompt_tokens
@@ -119,9 +146,14 @@ class EngineServer:
             merged.kv_transfer_params = chunk.kv_transfer_params or merged.kv_transfer_params
         return merged
 
-    async def stats(self) -> dict[str, Any]:
-        """Counters since start: prefix-cache hits, NIXL transfers, requests."""
-        return {"replica": self.replica, "role": self.role, **self.counters.snapshot()}
+    async def stats(self, target: Any = None) -> dict[str, Any]:
+        """Counters since start: prefix-cache hits, NIXL transfers, requests. ``target`` is a
+        ``RouteTo`` when the caller wants this particular replica."""
+        return {"replica": self.worker_id, "role": self.role, "node_id": self.node_id, **self.counters.snapshot()}
+
+    async def kv_events_endpoints(self, target: Any = None) -> dict[str, str]:
+        """Where this engine publishes its KV events (ZMQ PUB) and serves their replay (ROUTER)."""
+        return dict(self.kv_events)
 
     async def check_health(self) -> None:
         """Ray Serve health probe: the engine loop must be alive."""

@@ -12,26 +12,55 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import msgspec
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from kvyard import metrics
 from kvyard.api import anthropic, openai_chat, responses
-from kvyard.api.common import anthropic_error, hmac_signer, openai_error, process_signer
+from kvyard.api.common import anthropic_error, decode_body, hmac_signer, openai_error, process_signer
 from kvyard.api.streams import ApiExchange, ChatExchange, MessagesExchange, ResponsesExchange
 from kvyard.config import AppConfig
 from kvyard.deployments.handles import ServePool
-from kvyard.errors import AuthenticationFailed, KvyardError, ModelNotFound, RequestTooLarge, as_kvyard_error
+from kvyard.errors import AuthenticationFailed, InvalidRequest, KvyardError, ModelNotFound, RequestTooLarge, as_kvyard_error
 from kvyard.frontend.forcing import forced_call_regex
+from kvyard.frontend.stability import StabilityTracker
 from kvyard.frontend.generation import GenerationOptions, Generator
 from kvyard.policies.profiles import detect_profile, get_profile
+from kvyard.policies.replay import REPLAY_KWARG, replay_override
 from kvyard.policies.sanitizer import compile_rules
+from kvyard.router.kv_router import KvRouter
+from kvyard.router.serve_router import RouteTo
+from kvyard.router.session import session_id
+from kvyard.router.sessions import LocalSessions, RedisSessions
 
 log = logging.getLogger("kvyard.frontend")
 
 app = FastAPI(title="kvyard", description="OpenAI and Anthropic APIs over disaggregated vLLM engines")
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class StructuredOutputs(msgspec.Struct):
+    regex: str | None = None
+    json: dict[str, Any] | None = None
+
+
+class Extensions(msgspec.Struct):
+    """kvyard/vLLM request extensions every API accepts: constrain the output (vLLM's field name)."""
+
+    structured_outputs: StructuredOutputs | None = None
+    metadata: dict[str, Any] | None = None
+    """Anthropic/OpenAI request metadata; ``metadata.kvyard_replay`` overrides the replay policy."""
+
+
+def _replica_id() -> str:
+    from ray import serve
+
+    try:
+        return serve.get_replica_context().replica_id.unique_id
+    except Exception:  # constructed outside Serve (scripts)
+        return "local"
 
 
 class Frontend:
@@ -49,6 +78,8 @@ class Frontend:
         key = cfg.frontend.signing_key
         self.signer = hmac_signer(key.encode()) if key else process_signer
         self.decode_handle, self.prefill_handle = decode, prefill
+        self.router = self._make_router(cfg, decode, prefill)
+        self.replica_id = _replica_id()
         self.generator = Generator(
             self.tokenizer,
             self.profile,
@@ -57,8 +88,30 @@ class Frontend:
             prefill=ServePool(prefill) if prefill is not None else None,
             prefill_timeout_s=cfg.frontend.prefill_timeout_s,
             sanitizer_rules=compile_rules(cfg.sanitizer),
+            router=self.router,
+            signer=self.signer,
+            stability=StabilityTracker(cfg.model.block_size),
         )
         log.info("frontend ready: model=%s profile=%s mode=%s", cfg.model.served_name, self.profile.name, cfg.mode)
+
+    @staticmethod
+    def _make_router(cfg: AppConfig, decode: Any, prefill: Any) -> KvRouter | None:
+        if cfg.router.policy != "kv_aware":
+            return None
+        from ray import serve
+
+        pools = {"decode": (decode.deployment_name, decode)}
+        if prefill is not None:
+            pools["prefill"] = (prefill.deployment_name, prefill)
+        sessions = RedisSessions(cfg.redis_url) if cfg.redis_url else LocalSessions()
+        return KvRouter(
+            app=serve.get_replica_context().app_name,
+            model=cfg.model.served_name,
+            block_size=cfg.model.block_size,
+            pools=pools,
+            sessions=sessions,
+            weights=cfg.router.weights,
+        )
 
     # --- edge checks -------------------------------------------------------------------------
 
@@ -97,6 +150,16 @@ class Frontend:
         elif mode == "required":
             options.regex = forced_call_regex(self.profile, conv.tools, name)
 
+    def _apply_extensions(self, body: bytes, options: GenerationOptions, headers) -> None:
+        ext = decode_body(body, Extensions)
+        if ext.structured_outputs is not None:
+            so = ext.structured_outputs
+            options.regex = so.regex if so.regex is not None else options.regex
+            options.json_schema = so.json if so.json is not None else options.json_schema
+        policy = replay_override(options.template_kwargs, ext.metadata, headers)
+        if policy is not None:
+            options.template_kwargs = {**options.template_kwargs, REPLAY_KWARG: policy}
+
     # --- plain endpoints ---------------------------------------------------------------------
 
     @app.get("/health")
@@ -129,19 +192,24 @@ class Frontend:
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     async def _engine_metrics(self) -> str:
-        """Engine counters (one replica per pool per scrape), as Prometheus text."""
+        """Every live engine replica's counters, as Prometheus text (asked by replica id through
+        the KV-aware router; without it, one replica per pool per scrape)."""
         lines: list[str] = []
         pools = [("decode", self.decode_handle)] + ([("prefill", self.prefill_handle)] if self.prefill_handle else [])
         for pool, handle in pools:
-            try:
-                stats = await handle.stats.remote()
-            except Exception as exc:  # a scrape must not fail because one replica is restarting
-                log.warning("stats from %s failed: %s", pool, exc)
-                continue
-            labels = f'pool="{pool}",replica="{stats["replica"]}"'
-            for key in ("prefix_queries", "prefix_hits", "kv_transfers", "kv_transfer_failures", "kv_bytes", "requests"):
-                lines.append(f"kvyard_engine_{key}_total{{{labels}}} {stats[key]}")
-            lines.append(f"kvyard_engine_kv_cache_usage{{{labels}}} {stats['kv_cache_usage']}")
+            targets = sorted(self.router.live(pool)) if self.router is not None else []
+            calls = [handle.stats.remote(RouteTo(t)) for t in targets] or [handle.stats.remote()]
+            for call in calls:
+                try:
+                    stats = await call
+                except Exception as exc:  # a scrape must not fail because one replica is restarting
+                    log.warning("stats from %s failed: %s", pool, exc)
+                    continue
+                labels = f'pool="{pool}",replica="{stats["replica"]}"'
+                lines.append(f'kvyard_engine_info{{{labels},node_id="{stats["node_id"]}"}} 1')
+                for key in ("prefix_queries", "prefix_hits", "kv_transfers", "kv_transfer_failures", "kv_bytes", "requests"):
+                    lines.append(f"kvyard_engine_{key}_total{{{labels}}} {stats[key]}")
+                lines.append(f"kvyard_engine_kv_cache_usage{{{labels}}} {stats['kv_cache_usage']}")
         return "\n".join(lines) + ("\n" if lines else "")
 
     @app.post("/v1/messages/count_tokens")
@@ -156,12 +224,38 @@ class Frontend:
             return JSONResponse(anthropic_error(err), err.status)
         return JSONResponse(anthropic.count_tokens_response(count))
 
+    @app.get("/v1/kvyard/sessions/{session:path}/stability")
+    async def stability(self, session: str, request: Request) -> Response:
+        """Where this session's consecutive prompts stopped sharing a prefix (this replica's view)."""
+        try:
+            self._authorize(request)
+        except KvyardError as exc:
+            return JSONResponse(openai_error(exc), exc.status)
+        reports = self.generator.stability.reports(session)
+        return JSONResponse({"session": session, "frontend": self.replica_id, "requests": msgspec.to_builtins(reports)})
+
+    @app.post("/v1/kvyard/route")
+    async def explain_route(self, request: Request) -> Response:
+        """Score a chat-completions body against every live worker without running it."""
+        try:
+            self._authorize(request)
+            _req, conv, options = openai_chat.decode_request(await self._body(request), self.config.frontend.default_max_tokens)
+            if self.router is None:
+                raise InvalidRequest("router.policy is not kv_aware: there is no KV-aware decision to explain")
+            prompt_ids = self.generator.prompt_ids(conv, options)
+            route = self.router.score(prompt_ids, options.cache_salt)
+        except Exception as exc:
+            err = as_kvyard_error(exc)
+            return JSONResponse(openai_error(err), err.status)
+        return JSONResponse({"prompt_tokens": len(prompt_ids), "route": msgspec.to_builtins(route)})
+
     # --- generation endpoints ----------------------------------------------------------------
 
     @app.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Response:
         def decode(body: bytes):
             req, conv, options = openai_chat.decode_request(body, self.config.frontend.default_max_tokens)
+            options.session = session_id(request.headers, None)
             return ChatExchange(req, self._model(req.model)), conv, options, openai_chat.tool_choice(req)
 
         return await self._generate(request, "chat", decode, openai_error)
@@ -170,6 +264,7 @@ class Frontend:
     async def messages(self, request: Request) -> Response:
         def decode(body: bytes):
             req, conv, options = anthropic.decode_request(body)
+            options.session = session_id(request.headers, None)
             return MessagesExchange(req, self._model(req.model), self.signer), conv, options, anthropic.tool_choice(req)
 
         return await self._generate(request, "messages", decode, anthropic_error)
@@ -181,6 +276,7 @@ class Frontend:
 
         def decode(body: bytes):
             req, conv, options = responses.decode_request(body, self.config.frontend.default_max_tokens)
+            options.session = session_id(request.headers, req.prompt_cache_key)
             exchange = ResponsesExchange(req, self._model(req.model), self.signer, count)
             return exchange, conv, options, responses.tool_choice(req)
 
@@ -190,8 +286,10 @@ class Frontend:
         metrics.in_flight.inc()
         try:
             self._authorize(request)
-            exchange, conv, options, choice = decode(await self._body(request))
+            body = await self._body(request)
+            exchange, conv, options, choice = decode(body)
             self._force_tool(conv, options, choice)
+            self._apply_extensions(body, options, request.headers)
             items = self.generator.stream(conv, options, api=api, tool_names={t.name for t in conv.tools} or None)
             started = await anext(items)  # request errors surface here, as plain HTTP errors
         except Exception as exc:
@@ -201,8 +299,13 @@ class Frontend:
             if err.status >= 500:
                 log.warning("%s request failed before streaming: %s", api, exc)
             return JSONResponse(error_shape(err), err.status)
+        headers = {"x-kvyard-frontend": self.replica_id}
+        if started.route:
+            headers["x-kvyard-route"] = started.route
         if exchange.stream:
-            return StreamingResponse(self._sse(exchange, started, items), media_type="text/event-stream", headers=SSE_HEADERS)
+            return StreamingResponse(
+                self._sse(exchange, started, items), media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
+            )
         try:
             async for item in items:
                 exchange.frames(item)
@@ -214,7 +317,7 @@ class Frontend:
         finally:
             metrics.in_flight.dec()
         metrics.requests_total.labels(api, "200").inc()
-        return JSONResponse(exchange.response())
+        return JSONResponse(exchange.response(), headers=headers)
 
     async def _sse(self, exchange: ApiExchange, started, items: AsyncIterator[Any]) -> AsyncIterator[bytes]:
         status = "200"

@@ -37,6 +37,7 @@ def prefill_request(request: EngineRequest) -> EngineRequest:
         request_id=f"{request.request_id}-prefill",
         sampling=sampling,
         kv_transfer_params=dict(PREFILL_PARAMS),
+        route_to=request.prefill_to,
     )
 
 

@@ -43,12 +43,20 @@ def _parse_args(sub) -> None:
     p.add_argument("--model", help="model directory whose tokenizer detokenizes {'token_ids': [...]} lines")
 
 
+def _stability_args(sub) -> None:
+    p = sub.add_parser("stability", help="where a session's consecutive prompts stopped sharing a prefix")
+    p.add_argument("session", help="session id (x-claude-code-session-id, session-id, prompt_cache_key, x-session-id)")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="kvyard base URL")
+    p.add_argument("--api-key", help="API key, when the server requires one")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kvyard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_args(sub)
     _model_args(sub)
     _parse_args(sub)
+    _stability_args(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
@@ -59,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             return _model(args)
         if args.command == "parse":
             return _parse(args)
+        if args.command == "stability":
+            return _stability(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"kvyard {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -99,6 +109,29 @@ def _parse(args) -> int:
         tokenizer = AutoTokenizer.from_pretrained(args.model)
     for event in replay(sys.stdin, args.parser, tokenizer=tokenizer):
         print(json.dumps(event, ensure_ascii=False), flush=True)
+    return 0
+
+
+def _stability(args) -> int:
+    import httpx
+
+    headers = {"x-api-key": args.api_key} if args.api_key else {}
+    url = f"{args.url.rstrip('/')}/v1/kvyard/sessions/{args.session}/stability"
+    try:
+        resp = httpx.get(url, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        print(f"kvyard stability: cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    if resp.status_code != 200:
+        print(f"kvyard stability: {resp.status_code} {resp.text}", file=sys.stderr)
+        return 1
+    body = resp.json()
+    print(f"session {body['session']} (as seen by frontend {body['frontend']}): {len(body['requests'])} request(s)")
+    print(f"{'#':>3} {'prompt':>7} {'reused':>7}  diverged at")
+    for i, r in enumerate(body["requests"], 1):
+        where = "-" if r["first_divergent_block"] is None else f"block {r['first_divergent_block']}: {r['diverged_at']}"
+        fired = ", ".join(f"{k}x{v}" for k, v in r["sanitizer_rules_fired"].items())
+        print(f"{i:>3} {r['prompt_tokens']:>7} {r['reused_blocks']:>6}b  {where}{'  (sanitizer: ' + fired + ')' if fired else ''}")
     return 0
 
 

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kvyard.policies.sanitizer import SanitizerConfig
+from kvyard.router.decision import RouterWeights
 
 DEFAULT_DATA_DIR = Path.home() / ".cache" / "kvyard"
 DEFAULT_MODEL_DIR = DEFAULT_DATA_DIR / "models" / "SmolLM2-135M-Instruct"
@@ -76,6 +77,17 @@ class FrontendConfig(_Strict):
     )
 
 
+class RouterConfig(_Strict):
+    """How the frontend picks engine replicas."""
+
+    policy: Literal["kv_aware", "serve_default"] = Field(
+        "kv_aware",
+        description="kv_aware: longest cached prefix (from the engines' KV events) against load, with session "
+        "affinity; serve_default: Ray Serve's power-of-two-choices on queue length.",
+    )
+    weights: RouterWeights = Field(default_factory=RouterWeights, description="Cost weights of the kv_aware decision.")
+
+
 class AppConfig(_Strict):
     """Everything `kvyard serve` and `serve deploy` need to build the application."""
 
@@ -86,6 +98,7 @@ class AppConfig(_Strict):
     decode: PoolConfig = Field(default_factory=PoolConfig, description="Decode pool; in aggregated mode the only pool.")
     frontend: FrontendConfig = Field(default_factory=FrontendConfig)
     redis_url: str | None = Field(None, description="Redis for shared router state; None keeps state per frontend.")
+    router: RouterConfig = Field(default_factory=RouterConfig, description="Replica selection.")
     sanitizer: SanitizerConfig = Field(default_factory=SanitizerConfig, description="Prompt sanitizer rules (before rendering and hashing).")
 
     @model_validator(mode="after")

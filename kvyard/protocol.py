@@ -30,6 +30,10 @@ class EngineRequest(msgspec.Struct, frozen=True):
     sampling: Sampling
     kv_transfer_params: dict[str, Any] | None = None
     cache_salt: str | None = None
+    route_to: str | None = None
+    """The replica (Serve unique id) the router chose for this request; None: any replica."""
+    prefill_to: str | None = None
+    """In P/D mode, the prefill replica chosen for the prefill leg."""
 
 
 class EngineChunk(msgspec.Struct):

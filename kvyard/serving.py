@@ -98,6 +98,13 @@ def serve_from_args(args) -> int:
 
     cfg = config_from_args(args)
     ensure_model(cfg)
+    redis = None
+    if cfg.redis_url is None and cfg.router.policy == "kv_aware":
+        from kvyard.redis_server import RedisServer
+
+        redis = RedisServer().start()
+        cfg = cfg.model_copy(update={"redis_url": redis.url})
+        say(f"started redis-server for shared router state on {redis.url}")
     start_ray(cfg)
     try:
         url = deploy(cfg, args.host, args.port)
@@ -106,6 +113,8 @@ def serve_from_args(args) -> int:
         say("check the replica logs under /tmp/ray/session_latest/logs/serve/ and rerun")
         serve.shutdown()
         ray.shutdown()
+        if redis:
+            redis.stop()
         return 1
     say(f"ready: {url}  (OpenAI: {url}/v1, Anthropic: {url}; model id {cfg.model.served_name!r}). Ctrl-C stops.")
     stop = threading.Event()
@@ -115,4 +124,6 @@ def serve_from_args(args) -> int:
     say("shutting down")
     serve.shutdown()
     ray.shutdown()
+    if redis:
+        redis.stop()
     return 0

@@ -15,16 +15,21 @@ from typing import Any
 import msgspec
 
 from kvyard import metrics
+from kvyard.api.common import process_signer
 from kvyard.conversation import Conversation
 from kvyard.errors import EngineFailure, InvalidRequest
 from kvyard.frontend.detokenize import Detokenizer
-from kvyard.frontend.render import render_prompt
+from kvyard.frontend.history import HistoryStore, InMemoryHistory, TurnRecorder, knows, remember
+from kvyard.frontend.render import RenderedPrompt, render
+from kvyard.frontend.stability import StabilityTracker
 from kvyard.frontend.stops import StopMatcher
 from kvyard.kvtransfer.coordinator import EnginePool, Handoff, disaggregated_stream
 from kvyard.parsing.registry import get_parser
 from kvyard.policies.profiles import ModelProfile
+from kvyard.policies.replay import apply_replay, replay_override
 from kvyard.policies.sanitizer import CompiledRule, compile_rules, sanitize
 from kvyard.protocol import EngineChunk, EngineRequest, Sampling
+from kvyard.router.kv_router import KvRouter
 
 
 class GenerationOptions(msgspec.Struct):
@@ -38,6 +43,8 @@ class GenerationOptions(msgspec.Struct):
     json_schema: dict[str, Any] | None = None
     template_kwargs: dict[str, Any] = msgspec.field(default_factory=dict)
     cache_salt: str | None = None
+    session: str | None = None
+    """Session id (from headers or prompt_cache_key) for routing affinity."""
 
 
 class Usage(msgspec.Struct):
@@ -51,6 +58,8 @@ class Started(msgspec.Struct, tag="started"):
 
     prompt_tokens: int
     cached_tokens: int
+    route: str | None = None
+    """The routing decision, for the ``x-kvyard-route`` header (None when not KV-routed)."""
 
 
 class Finished(msgspec.Struct, tag="finished"):
@@ -75,6 +84,10 @@ class Generator:
         prefill_timeout_s: float = 60.0,
         on_handoff: Callable[[Handoff], None] | None = None,
         sanitizer_rules: Sequence[CompiledRule] | None = None,
+        history: HistoryStore | None = None,
+        signer: Callable[[str], str] | None = None,
+        router: KvRouter | None = None,
+        stability: StabilityTracker | None = None,
     ):
         self.tokenizer = tokenizer
         self.profile = profile
@@ -86,13 +99,25 @@ class Generator:
         self.parser_cls = get_parser(profile.parser)
         self.stop_token_ids = _stop_token_ids(tokenizer)
         self.sanitizer_rules = compile_rules() if sanitizer_rules is None else sanitizer_rules
+        self.history = InMemoryHistory() if history is None else history
+        self.signer = process_signer if signer is None else signer
+        self.router = router
+        self.stability = stability
 
-    def prompt_ids(self, conv: Conversation, options: GenerationOptions) -> list[int]:
-        """Sanitize (counting each rule that fired), then render and tokenize."""
+    def render(self, conv: Conversation, options: GenerationOptions) -> RenderedPrompt:
+        """Sanitize (counting each rule that fired), apply the replay policy, render token-exact."""
+        return self._prepare(conv, options)[0]
+
+    def _prepare(self, conv: Conversation, options: GenerationOptions) -> tuple[RenderedPrompt, Conversation, dict[str, int]]:
         conv, fired = sanitize(conv, self.sanitizer_rules)
         for rule, count in fired.items():
             metrics.sanitizer_fired_total.labels(rule).inc(count)
-        return render_prompt(self.tokenizer, conv, options.template_kwargs)
+        policy = replay_override(options.template_kwargs, None) or self.profile.replay
+        conv = apply_replay(conv, policy, signer=self.signer, known=lambda m: knows(self.history, m))
+        return render(self.tokenizer, conv, options.template_kwargs, self.history), conv, fired
+
+    def prompt_ids(self, conv: Conversation, options: GenerationOptions) -> list[int]:
+        return self.render(conv, options).ids
 
     def engine_request(self, prompt_ids: list[int], options: GenerationOptions) -> EngineRequest:
         room = self.max_model_len - len(prompt_ids)
@@ -138,14 +163,23 @@ class Generator:
         stream with its first item so that those become plain HTTP errors.
         """
         started = time.monotonic()
-        prompt_ids = self.prompt_ids(conv, options)
+        rendered, sanitized, fired = self._prepare(conv, options)
+        prompt_ids = rendered.ids
+        if self.stability is not None and options.session:
+            self.stability.observe(options.session, prompt_ids, sanitized, rendered.text, self.tokenizer.decode, fired)
         request = self.engine_request(prompt_ids, options)
-        parser = self.parser_cls(
-            tool_names=tool_names,
-            tool_schemas={t.name: t.parameters for t in conv.tools} or None,
-            reasoning_started=self.profile.reasoning_opened_by_template,
-            reasoning_enabled=self.profile.reasoning,
-            drop_framing_whitespace=True,
+        route = await self.router.route(prompt_ids, options.cache_salt, options.session) if self.router else None
+        if route is not None:
+            prefill_to = route.prefill.worker if route.prefill else None
+            request = msgspec.structs.replace(request, route_to=route.decode.worker, prefill_to=prefill_to)
+        parser = TurnRecorder(  # records the assistant message for the token-exact history
+            self.parser_cls(
+                tool_names=tool_names,
+                tool_schemas={t.name: t.parameters for t in conv.tools} or None,
+                reasoning_started=self.profile.reasoning_opened_by_template,
+                reasoning_enabled=self.profile.reasoning,
+                drop_framing_whitespace=True,
+            )
         )
         detok = Detokenizer(self.tokenizer)
         stops = StopMatcher(options.stop)
@@ -155,6 +189,8 @@ class Generator:
         first = True
         handoffs: list[Handoff] = []
         engine = self.engine_stream(request, handoffs)
+        if self.router is not None:
+            self.router.begin(route)
         try:
             async for chunk in engine:
                 if first:
@@ -163,7 +199,7 @@ class Generator:
                     metrics.prefix_cache_hit_tokens_total.labels("decode").inc(chunk.num_cached_tokens)
                     usage.cached_tokens = _cached_tokens(chunk, handoffs)
                     first = False
-                    yield Started(prompt_tokens=usage.prompt_tokens, cached_tokens=usage.cached_tokens)
+                    yield Started(usage.prompt_tokens, usage.cached_tokens, route.header() if route else None)
                 ids = chunk.token_ids
                 if chunk.finish_reason == "stop" and ids and ids[-1] in self.stop_token_ids:
                     ids = ids[:-1]
@@ -183,12 +219,16 @@ class Generator:
                     for event in parser.feed(text):
                         yield event
         finally:
+            if self.router is not None:
+                self.router.end(route)
             await _close(engine)
         for event in parser.finish():
             yield event
         if parser.malformed:
             metrics.parser_malformed_total.inc(parser.malformed)
         metrics.generated_tokens_total.inc(usage.completion_tokens)
+        if finish_reason == "stop" and stops.matched is None and output_ids and output_ids[-1] in self.stop_token_ids:
+            remember(self.history, parser.parts(), rendered.turn_tail + output_ids[:-1])  # token-exact history
         yield Finished(
             finish_reason=finish_reason,
             usage=usage,

@@ -1,5 +1,6 @@
-"""The embedded default (real SmolLM2-135M-Instruct, disaggregated as `make serve` runs it)
-answers a factual question through the official OpenAI SDK."""
+"""The embedded default (the real SmolLM2-135M-Instruct) answers a factual question through the
+official OpenAI SDK. One aggregated engine here to spare RAM; the P/D path is the same code and is
+covered token for token in test_pd.py."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 from openai import OpenAI
 
 from kvyard.config import AppConfig
+from tests.engine_support import deploy
 
 pytestmark = pytest.mark.engine
 
@@ -15,20 +17,18 @@ pytestmark = pytest.mark.engine
 def smol_url(serve_url, smollm2_model):
     from ray import serve
 
-    from kvyard.deployments.builder import build_app
-
     cfg = AppConfig.model_validate(
         {
+            "mode": "aggregated",
             "model": {"path": str(smollm2_model)},
             "engine": {"cpu_kv_cache_gib": 1, "max_num_seqs": 8},
-            "prefill": {"num_cpus": 0.5},
             "decode": {"num_cpus": 0.5},
             "frontend": {"num_cpus": 0.25},
         }
     )
-    serve.run(build_app(cfg), name="smol", route_prefix="/smol")
+    deploy("smol", cfg.model_dump())
     yield f"{serve_url}/smol"
-    serve.delete("smol")  # frees two engines before the other engine tests
+    serve.delete("smol")
 
 
 def test_default_model_names_paris(smol_url):

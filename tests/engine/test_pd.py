@@ -1,5 +1,6 @@
-"""Disaggregated prefill/decode over NIXL gives exactly the tokens of one aggregated engine, the
-KV really crosses (the connector's own stats), and a dead prefill degrades to a correct answer."""
+"""Disaggregated prefill/decode over NIXL, across Ray nodes, gives exactly the tokens of one
+aggregated engine; the KV really crosses (the connector's own stats); a dead prefill degrades to a
+correct answer. Runs after the other /pd modules: its last test kills the prefill replicas."""
 
 from __future__ import annotations
 
@@ -8,9 +9,18 @@ import random
 import pytest
 from openai import OpenAI
 
-from tests.engine.conftest import metric
+from tests.engine_support import app_config, deploy, metric
 
 pytestmark = pytest.mark.engine
+
+
+@pytest.fixture(scope="module", autouse=True)
+def aggregated_app(serve_url, tiny_model):
+    from ray import serve
+
+    deploy("agg", app_config(tiny_model, "aggregated"))
+    yield
+    serve.delete("agg")
 
 WORDS = "alpha river stone cloud seven orbit maple quiet ember violet copper lantern harbor meadow signal".split()
 
@@ -56,6 +66,20 @@ def test_pd_tokens_equal_aggregated_and_kv_crosses_nixl(http):
     assert moved > 0
 
 
+def test_prefill_and_decode_replicas_run_on_their_own_nodes(http):
+    import ray
+
+    resources = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
+    info = [line for line in http.get("/pd/metrics").text.splitlines() if line.startswith("kvyard_engine_info")]
+    placed = {}
+    for line in info:
+        labels = dict(part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(","))
+        placed[labels["replica"].strip('"')] = (labels["pool"].strip('"'), labels["node_id"].strip('"'))
+    assert sorted(pool for pool, _ in placed.values()) == ["decode", "decode", "prefill", "prefill"]
+    for pool, node in placed.values():
+        assert pool in resources[node] and ({"prefill", "decode"} - {pool}).isdisjoint(resources[node])
+
+
 def test_openai_sdk_streaming_matches_non_streaming(serve_url):
     client = OpenAI(base_url=f"{serve_url}/pd/v1", api_key="unused")
     prompt = "stone cloud seven " * 30
@@ -97,6 +121,7 @@ def test_prefill_killed_falls_back_to_correct_answer(http):
     expected, _ = greedy_ids(http, "/agg", prompt)
     before = http.get("/pd/metrics").text
     replicas = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "pd#Prefill" in a["name"]]
+    assert len(replicas) == 2
     assert replicas, "no prefill replica found"
     for name in replicas:
         ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)

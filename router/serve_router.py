@@ -1,0 +1,70 @@
+"""Ray Serve glue: a ``RequestRouter`` that sends a request to the replica kvyard's KV-aware
+decision named, and otherwise to the candidate with the shortest queue.
+
+The decision itself happens in the frontend (``router.kv_router``), which needs the live replica
+set: every router instance (one per deployment handle, in the caller's process) publishes the
+replicas Serve gives it to ``LIVE``, so the index and the decision follow scale-up, scale-down
+and replacement as Serve sees them. Requests carry the hint as ``route_to`` on their first
+positional argument (``EngineRequest`` or ``RouteTo``); no blocking calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from ray.serve.request_router import FIFOMixin, PendingRequest, RequestRouter, RunningReplica
+
+
+class RouteTo(msgspec.Struct, frozen=True):
+    """A request for one named replica (used for per-replica control calls such as ``stats``)."""
+
+    route_to: str
+
+
+class LiveReplicas:
+    """Replica ids per deployment ("app/name"), as the Serve routers in this process last saw them."""
+
+    def __init__(self) -> None:
+        self.by_deployment: dict[str, dict[str, RunningReplica]] = {}
+        self.listeners: list[Callable[[str, set[str]], Any]] = []
+
+    def update(self, deployment: str, replicas: list[RunningReplica]) -> None:
+        self.by_deployment[deployment] = {r.replica_id.unique_id: r for r in replicas}
+        for listener in self.listeners:
+            listener(deployment, set(self.by_deployment[deployment]))
+
+    def ids(self, deployment: str) -> set[str]:
+        return set(self.by_deployment.get(deployment, {}))
+
+
+LIVE = LiveReplicas()
+
+
+def _hint(pending: PendingRequest | None) -> str | None:
+    if pending is None or not pending.args:
+        return None
+    return getattr(pending.args[0], "route_to", None)
+
+
+class KVAwareRequestRouter(FIFOMixin, RequestRouter):
+    def update_replicas(self, replicas: list[RunningReplica]) -> None:
+        super().update_replicas(replicas)
+        LIVE.update(f"{self._deployment_id.app_name}/{self._deployment_id.name}", replicas)
+
+    async def choose_replicas(
+        self, candidate_replicas: list[RunningReplica], pending_request: PendingRequest | None = None
+    ) -> list[list[RunningReplica]]:
+        hint = _hint(pending_request)
+        if hint is not None:
+            chosen = [r for r in candidate_replicas if r.replica_id.unique_id == hint]
+            if chosen:
+                others = [r for r in candidate_replicas if r.replica_id.unique_id != hint]
+                return [chosen, self._by_queue(others)] if others else [chosen]
+        return [self._by_queue(candidate_replicas)]
+
+    def _by_queue(self, replicas: list[RunningReplica]) -> list[RunningReplica]:
+        """Shortest known queue first (unknown queues count as empty)."""
+        cache = self._replica_queue_len_cache
+        return sorted(replicas, key=lambda r: cache.get(r.replica_id) or 0)

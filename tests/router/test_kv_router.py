@@ -1,0 +1,85 @@
+"""KvRouter decisions from KV event payloads (vLLM's own classes and encoder) and the live
+replica set; Serve replicas are named fakes carrying only an id."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import msgspec
+import pytest
+
+from kvyard.router.kv_router import KvRouter
+from kvyard.router.serve_router import LIVE
+
+kv_events = pytest.importorskip("vllm.distributed.kv_events")
+BS = 4
+
+
+def fake_replica(uid: str):
+    return SimpleNamespace(replica_id=SimpleNamespace(unique_id=uid))
+
+
+def stored_payload(tokens: list[int]) -> bytes:
+    n = len(tokens) // BS
+    batch = kv_events.KVEventBatch(
+        ts=1.0,
+        events=[
+            kv_events.BlockStored(
+                block_hashes=list(range(100, 100 + n)), parent_block_hash=None, token_ids=tokens[: n * BS],
+                block_size=BS, lora_id=None, medium="GPU", lora_name=None,
+            )
+        ],
+    )
+    return msgspec.msgpack.Encoder().encode(batch)
+
+
+@pytest.fixture
+def router():
+    LIVE.update("t/Decode", [fake_replica("d1"), fake_replica("d2")])
+    LIVE.update("t/Prefill", [fake_replica("p1"), fake_replica("p2")])
+    r = KvRouter(app="t", model="m", block_size=BS, pools={"decode": ("Decode", None), "prefill": ("Prefill", None)})
+    for pool, workers in (("decode", ("d1", "d2")), ("prefill", ("p1", "p2"))):
+        for w in workers:
+            r.indexes[pool].add_worker(w)
+    yield r
+    LIVE.by_deployment.clear()
+
+
+PROMPT = list(range(1, 33))  # 8 full blocks
+
+
+def test_longest_cached_prefix_wins(router):
+    router._apply("prefill", "p2", stored_payload(PROMPT[:24]))
+    router._apply("decode", "d1", stored_payload(PROMPT))
+    route = router.score(PROMPT, None)
+    assert route.blocks == 8
+    assert (route.prefill.worker, route.prefill.overlap_blocks) == ("p2", 6)
+    assert (route.decode.worker, route.decode.overlap_blocks) == ("d1", 8)
+    assert "prefill=p2;overlap=6" in route.header()
+
+
+def test_tenant_salt_isolates_cache(router):
+    router._apply("prefill", "p2", stored_payload(PROMPT))
+    assert router.score(PROMPT, "tenant-b").prefill.overlap_blocks == 0
+
+
+def test_load_breaks_ties_and_dead_workers_are_skipped(router):
+    router.in_flight["p1"] = 3
+    assert router.score(PROMPT, None).prefill.worker == "p2"
+    LIVE.update("t/Prefill", [fake_replica("p1")])
+    router._apply("prefill", "p2", stored_payload(PROMPT))  # a late event from a gone worker is ignored
+    assert router.score(PROMPT, None).prefill.worker == "p1"
+    assert router.indexes["prefill"].overlaps(router.hashes(PROMPT, None)).get("p2", 0) == 0
+
+
+async def test_session_affinity_survives_a_tie(router):
+    first = await router.route(PROMPT, None, "sess")
+    router.in_flight[first.decode.worker] += 5  # busier now, but the session bonus keeps it
+    again = await router.route(PROMPT, None, "sess")
+    assert again.decode.worker == first.decode.worker
+    router._sync_task.cancel()
+
+
+def test_no_live_workers_means_no_decision(router):
+    LIVE.by_deployment.clear()
+    assert router.score(PROMPT, None) is None
