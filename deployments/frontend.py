@@ -256,7 +256,8 @@ class Frontend:
         def decode(body: bytes):
             req, conv, options = openai_chat.decode_request(body, self.config.frontend.default_max_tokens)
             options.session = session_id(request.headers, None)
-            return ChatExchange(req, self._model(req.model)), conv, options, openai_chat.tool_choice(req)
+            dispatch = self.config.frontend.tool_call_dispatch or request.headers.get("x-kvyard-tool-dispatch", "").lower() in ("1", "true")
+            return ChatExchange(req, self._model(req.model), dispatch), conv, options, openai_chat.tool_choice(req)
 
         return await self._generate(request, "chat", decode, openai_error)
 

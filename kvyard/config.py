@@ -70,6 +70,11 @@ class FrontendConfig(_Strict):
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
     prefill_timeout_s: float = Field(60.0, gt=0, description="After this, decode computes the prompt itself (fallback).")
     default_max_tokens: int = Field(512, ge=1, description="Output limit when a request names none (OpenAI APIs).")
+    tool_call_dispatch: bool = Field(
+        False,
+        description="Chat Completions streams: also send `event: tool_call_dispatch` with each complete tool call "
+        "(clients can ask per request with the header x-kvyard-tool-dispatch: 1).",
+    )
     signing_key: str | None = Field(
         None,
         description="Key that signs returned reasoning (thinking signatures) so replays can be verified; "

@@ -90,10 +90,13 @@ class KvRouter:
             if not self.live(pool):
                 await handle.stats.remote()  # the first call makes Serve's router report replicas
             live = self.live(pool)
-            for worker in live - set(self.indexes[pool].workers()) - set(self.subscriptions):
+            for worker, task in list(self.subscriptions.items()):
+                if task.done():  # its subscription died (replica restarting): resubscribe, replaying
+                    del self.subscriptions[worker]
+            for worker in live - set(self.subscriptions):
                 self.indexes[pool].add_worker(worker)
                 self.subscriptions[worker] = asyncio.get_running_loop().create_task(self._follow(pool, handle, worker))
-            for worker in set(self.indexes[pool].workers()) - live:
+            for worker in set(self.indexes[pool].workers) - live:
                 self.indexes[pool].remove_worker(worker)
                 task = self.subscriptions.pop(worker, None)
                 if task is not None:

@@ -256,3 +256,10 @@ def tool_choice(req: ChatRequest) -> tuple[Literal["auto", "none", "required"], 
     if isinstance(choice, dict) and isinstance(choice.get("function"), dict) and choice["function"].get("name"):
         return "required", choice["function"]["name"]
     raise InvalidRequest("tool_choice must be 'auto', 'none', 'required' or {'type': 'function', 'function': {'name': …}}", param="tool_choice")
+
+
+def dispatch_event(call: ToolCallComplete) -> dict[str, Any]:
+    """Payload of the ``tool_call_dispatch`` SSE event: a complete call, sent the moment its closing
+    delimiter is decoded, so the harness can start running it before the turn ends."""
+    arguments = json.dumps(call.arguments, ensure_ascii=False)
+    return {"choice_index": 0, "tool_call": {"index": call.index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}}

@@ -12,6 +12,7 @@ from kvyard.api import anthropic, openai_chat, responses
 from kvyard.api.common import anthropic_error, openai_error, sse_frame
 from kvyard.errors import KvyardError
 from kvyard.frontend.generation import Started, Usage
+from kvyard.parsing.events import ToolCallComplete
 
 
 class ApiExchange:
@@ -41,8 +42,9 @@ class ApiExchange:
 class ChatExchange(ApiExchange):
     api = "chat"
 
-    def __init__(self, req: openai_chat.ChatRequest, model: str):
+    def __init__(self, req: openai_chat.ChatRequest, model: str, dispatch: bool = False):
         self.stream = req.stream
+        self.dispatch = dispatch
         self.include_usage = bool(req.stream_options and req.stream_options.include_usage)
         self.enc = openai_chat.ChatEncoder(model, req.return_token_ids)
 
@@ -50,7 +52,10 @@ class ChatExchange(ApiExchange):
         return [sse_frame(self.enc.first_chunk())]
 
     def frames(self, item: Any) -> list[bytes]:
-        return [sse_frame(p) for p in self.enc.chunks(item)]
+        frames = [sse_frame(p) for p in self.enc.chunks(item)]
+        if self.dispatch and isinstance(item, ToolCallComplete):
+            frames.append(sse_frame(openai_chat.dispatch_event(item), "tool_call_dispatch"))
+        return frames
 
     def tail(self) -> list[bytes]:
         usage = [sse_frame(self.enc.usage_chunk())] if self.include_usage else []

@@ -83,3 +83,31 @@ async def test_session_affinity_survives_a_tie(router):
 def test_no_live_workers_means_no_decision(router):
     LIVE.by_deployment.clear()
     assert router.score(PROMPT, None) is None
+
+
+class FakeHandle:
+    """A named fake Serve handle: ``x.remote(...)`` returns an awaitable; endpoints go nowhere."""
+
+    def __getattr__(self, name):
+        async def result(*args):
+            return {"events": "tcp://127.0.0.1:9", "replay": "tcp://127.0.0.1:9", "topic": "kv-events"} if name == "kv_events_endpoints" else {}
+
+        return SimpleNamespace(remote=lambda *a: result(*a))
+
+
+async def test_sync_follows_the_live_replica_set():
+    import asyncio
+
+    LIVE.update("s/Decode", [fake_replica("d1"), fake_replica("d2")])
+    r = KvRouter(app="s", model="m", block_size=BS, pools={"decode": ("Decode", FakeHandle())})
+    try:
+        await r.sync()
+        assert sorted(r.indexes["decode"].workers) == ["d1", "d2"] and sorted(r.subscriptions) == ["d1", "d2"]
+        LIVE.update("s/Decode", [fake_replica("d2"), fake_replica("d3")])
+        await r.sync()
+        assert sorted(r.indexes["decode"].workers) == ["d2", "d3"] and sorted(r.subscriptions) == ["d2", "d3"]
+    finally:
+        for task in r.subscriptions.values():
+            task.cancel()
+        await asyncio.sleep(0)
+        LIVE.by_deployment.clear()
