@@ -189,7 +189,7 @@ class Frontend:
     @app.get("/metrics")
     async def metrics_text(self) -> PlainTextResponse:
         text = metrics.render().decode() + await self._engine_metrics()
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4", headers={"x-kvyard-frontend": self.replica_id})
 
     async def _engine_metrics(self) -> str:
         """Every live engine replica's counters, as Prometheus text (asked by replica id through

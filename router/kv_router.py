@@ -2,7 +2,7 @@
 decision per request.
 
 - Workers are the live replicas of the engine deployments, as Serve's routers in this process
-  see them (``serve_router.LIVE``); a worker that leaves is dropped from the index.
+  see them (``serve_router.live_replicas()``); a worker that leaves is dropped from the index.
 - Each engine replica publishes vLLM KV events over ZMQ; this router subscribes to every live
   worker (first replaying the publisher's buffer, so a restarted frontend rebuilds its view) and
   rehashes the token ids in each event with kvyard's salted chain hash.
@@ -24,7 +24,7 @@ from kvyard.router.decision import Decision, RouterWeights, WorkerLoad, choose
 from kvyard.router.events import decode_vllm_event_batch
 from kvyard.router.hashing import block_hashes, derive_salt
 from kvyard.router.index import BlockIndex
-from kvyard.router.serve_router import LIVE, RouteTo
+from kvyard.router.serve_router import RouteTo, live_replicas
 from kvyard.router.sessions import LocalSessions, SessionRoute
 
 log = logging.getLogger("kvyard.router")
@@ -70,7 +70,7 @@ class KvRouter:
     # --- worker set and KV event subscriptions ---------------------------------------------
 
     def live(self, pool: str) -> set[str]:
-        return LIVE.ids(f"{self.app}/{self.pools[pool][0]}")
+        return live_replicas().ids(f"{self.app}/{self.pools[pool][0]}")
 
     def start(self) -> None:
         if self._sync_task is None:

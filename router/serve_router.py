@@ -10,6 +10,7 @@ positional argument (``EngineRequest`` or ``RouteTo``); no blocking calls.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +40,14 @@ class LiveReplicas:
         return set(self.by_deployment.get(deployment, {}))
 
 
-LIVE = LiveReplicas()
+def live_replicas() -> LiveReplicas:
+    """The one registry of this process, looked up at call time: Ray Serve may rebuild the router
+    class from a pickle by value, carrying copies of this module's globals, so a module-level
+    object would not be shared between the router and the frontend."""
+    return sys.__dict__.setdefault("_kvyard_live_replicas", LiveReplicas())
+
+
+LIVE = live_replicas()
 
 
 def _hint(pending: PendingRequest | None) -> str | None:
@@ -51,7 +59,7 @@ def _hint(pending: PendingRequest | None) -> str | None:
 class KVAwareRequestRouter(FIFOMixin, RequestRouter):
     def update_replicas(self, replicas: list[RunningReplica]) -> None:
         super().update_replicas(replicas)
-        LIVE.update(f"{self._deployment_id.app_name}/{self._deployment_id.name}", replicas)
+        live_replicas().update(f"{self._deployment_id.app_name}/{self._deployment_id.name}", replicas)
 
     async def choose_replicas(
         self, candidate_replicas: list[RunningReplica], pending_request: PendingRequest | None = None

@@ -61,3 +61,19 @@ def metric(text: str, name: str, **labels) -> float:
             total += float(value)
     return total
 
+
+
+def scrape_frontends(http, prefix: str, replicas: int = 2, tries: int = 40) -> dict[str, str]:
+    """/metrics of every frontend replica (each keeps its own request counters), by replica id."""
+    seen: dict[str, str] = {}
+    for _ in range(tries):
+        resp = http.get(f"{prefix}/metrics")
+        seen[resp.headers["x-kvyard-frontend"]] = resp.text
+        if len(seen) == replicas:
+            return seen
+    raise AssertionError(f"saw {len(seen)} of {replicas} frontend replicas in {tries} scrapes")
+
+
+def frontend_total(scrapes: dict[str, str], name: str, **labels) -> float:
+    """A frontend counter summed over frontend replicas."""
+    return sum(metric(text, name, **labels) for text in scrapes.values())

@@ -1,4 +1,4 @@
-"""Prompt stability end to end on real engines: the billing-line sanitizer keeps Claude Code's
+"""Prompt stability end to end on real engines (runs before test_pd, which kills prefill): the billing-line sanitizer keeps Claude Code's
 cache, and a tool loop's turns reuse the previous turn token for token (replay policy + exact
 history), or stop reusing exactly where the `drop` policy changes the prompt."""
 
