@@ -115,7 +115,8 @@ class ContentBlock(msgspec.Struct):
 
 
 class InputMessage(msgspec.Struct):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]
+    """Claude Code also sends mid-conversation ``system`` messages (rendered in place)."""
     content: str | list[ContentBlock]
 
 

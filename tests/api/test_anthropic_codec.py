@@ -191,7 +191,7 @@ def test_tool_choice(choice, expected, tools_left):
         ({"max_tokens": "many"}, "$.max_tokens"),
         ({"messages": "hi"}, "$.messages"),
         ({"messages": []}, "messages: send at least one message"),
-        ({"messages": [{"role": "system", "content": "x"}]}, "$.messages[0].role"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "$.messages[0].role"),
         ({"temperature": "hot"}, "$.temperature"),
         ({"system": [{"type": "image"}]}, "system.0.type"),
         ({"thinking": {"type": "sometimes"}}, "$.thinking.type"),
