@@ -45,10 +45,15 @@ class Message(msgspec.Struct):
     parts: list[Part]
 
 
+def empty_parameters() -> dict[str, Any]:
+    """The JSON schema of a tool that takes no arguments (a fresh dict each call)."""
+    return {"type": "object", "properties": {}}
+
+
 class Tool(msgspec.Struct):
     name: str
     description: str = ""
-    parameters: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object", "properties": {}})
+    parameters: dict[str, Any] = msgspec.field(default_factory=empty_parameters)
 
 
 class Conversation(msgspec.Struct):

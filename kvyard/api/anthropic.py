@@ -68,6 +68,7 @@ from kvyard.conversation import (
     Tool,
     ToolCallPart,
     ToolResultPart,
+    empty_parameters,
 )
 from kvyard.errors import InvalidRequest, KvyardError
 from kvyard.frontend.generation import Finished, GenerationOptions, Usage
@@ -81,7 +82,6 @@ from kvyard.parsing.events import (
 )
 
 IMAGE_PLACEHOLDER = "[image omitted: this model reads text only]"
-EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 
 # --- request -------------------------------------------------------------------------------
 
@@ -268,7 +268,7 @@ def _conversation(req: MessagesRequest) -> Conversation:
             continue  # Anthropic server / schema-less tool: nothing this model can call
         if not t.name:
             raise InvalidRequest(f"tools.{k}.name: field required", param=f"tools.{k}.name")
-        conv.tools.append(Tool(name=t.name, description=t.description, parameters=t.input_schema or dict(EMPTY_SCHEMA)))
+        conv.tools.append(Tool(name=t.name, description=t.description, parameters=t.input_schema or empty_parameters()))
     choice = req.tool_choice
     if choice is not None and choice.type in ("any", "tool"):
         if not conv.tools:

@@ -18,6 +18,7 @@ from kvyard.conversation import (
     Tool,
     ToolCallPart,
     ToolResultPart,
+    empty_parameters,
 )
 from kvyard.errors import InvalidRequest
 from kvyard.frontend.generation import Finished, GenerationOptions, Usage
@@ -131,7 +132,7 @@ def decode_request(body: bytes, default_max_tokens: int) -> tuple[ChatRequest, C
     for t in req.tools or []:
         if t.type != "function" or t.function is None:
             raise InvalidRequest(f"unsupported tool type {t.type!r}: only function tools", param="tools")
-        conv.tools.append(Tool(name=t.function.name, description=t.function.description, parameters=t.function.parameters or {"type": "object", "properties": {}}))
+        conv.tools.append(Tool(name=t.function.name, description=t.function.description, parameters=t.function.parameters or empty_parameters()))
     if req.tool_choice == "none":
         conv.tools = []
     max_tokens = req.max_completion_tokens or req.max_tokens or default_max_tokens

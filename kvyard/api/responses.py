@@ -71,6 +71,7 @@ from kvyard.conversation import (
     Tool,
     ToolCallPart,
     ToolResultPart,
+    empty_parameters,
 )
 from kvyard.errors import InvalidRequest, KvyardError
 from kvyard.frontend.generation import Finished, GenerationOptions, Usage
@@ -84,7 +85,6 @@ from kvyard.parsing.events import (
 )
 
 IMAGE_PLACEHOLDER = "[image omitted: this model reads text only]"
-EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 STATELESS = "kvyard is stateless and keeps no responses: send the whole conversation in 'input' (with store=false)"
 TEXT_PARTS = ("input_text", "output_text", "text")
 MEDIA_PARTS = ("input_image", "input_file", "input_audio")
@@ -295,7 +295,7 @@ def _tools(req: ResponsesRequest) -> list[Tool]:
             continue  # hosted / custom tools: nothing this model can call (Codex sends them always)
         if not t.name:
             raise InvalidRequest(f"tools[{k}].name: field required for a function tool", param=f"tools[{k}].name")
-        tools.append(Tool(name=t.name, description=t.description or "", parameters=t.parameters or dict(EMPTY_SCHEMA)))
+        tools.append(Tool(name=t.name, description=t.description or "", parameters=t.parameters or empty_parameters()))
     return tools
 
 
