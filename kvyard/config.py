@@ -69,7 +69,12 @@ class FrontendConfig(_Strict):
     api_keys: list[str] = Field(default_factory=list, description="Accepted keys (x-api-key or Bearer); empty means no auth.")
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
     prefill_timeout_s: float = Field(60.0, gt=0, description="After this, decode computes the prompt itself (fallback).")
-    default_max_tokens: int = Field(512, ge=1, description="Output limit when a request names none (OpenAI APIs).")
+    default_max_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Output limit when an OpenAI request names none; unset means the rest of the context, as OpenAI "
+        "and vLLM do (Codex sends no limit and fails a turn cut short).",
+    )
     tool_call_dispatch: bool = Field(
         False,
         description="Chat Completions streams: also send `event: tool_call_dispatch` with each complete tool call "

@@ -58,6 +58,10 @@ def ray_cluster():
     import ray
     from ray.cluster_utils import Cluster
 
+    # Serve's proxy sends requests to frontend replicas on its own node when there are any; the
+    # tests that read every frontend's counters need both frontends reachable whatever node each
+    # lands on. Nodes started below inherit this environment.
+    os.environ["RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING"] = "0"
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4})
     cluster.add_node(num_cpus=NODE_CPUS, resources={"prefill": NODE_CPUS})
     cluster.add_node(num_cpus=NODE_CPUS, resources={"decode": NODE_CPUS})

@@ -100,7 +100,7 @@ def _text(content: str | list[ContentPart] | None) -> str:
     return "".join(p.text or "" for p in content if p.type in ("text", "input_text"))
 
 
-def decode_request(body: bytes, default_max_tokens: int) -> tuple[ChatRequest, Conversation, GenerationOptions]:
+def decode_request(body: bytes, default_max_tokens: int | None) -> tuple[ChatRequest, Conversation, GenerationOptions]:
     req = decode_body(body, ChatRequest)
     if not req.messages:
         raise InvalidRequest("'messages' is empty: send at least one message", param="messages")
@@ -135,8 +135,8 @@ def decode_request(body: bytes, default_max_tokens: int) -> tuple[ChatRequest, C
         conv.tools.append(Tool(name=t.function.name, description=t.function.description, parameters=t.function.parameters or empty_parameters()))
     if req.tool_choice == "none":
         conv.tools = []
-    max_tokens = req.max_completion_tokens or req.max_tokens or default_max_tokens
-    if max_tokens < 1:
+    max_tokens = next((v for v in (req.max_completion_tokens, req.max_tokens) if v is not None), default_max_tokens)
+    if max_tokens is not None and max_tokens < 1:
         raise InvalidRequest("'max_tokens' must be at least 1", param="max_tokens")
     stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
     options = GenerationOptions(

@@ -329,7 +329,7 @@ def _template_kwargs(req: ResponsesRequest) -> dict[str, Any]:
     return {"enable_thinking": True, "reasoning_effort": "high" if effort == "xhigh" else effort}
 
 
-def decode_request(body: bytes, default_max_tokens: int) -> tuple[ResponsesRequest, Conversation, GenerationOptions]:
+def decode_request(body: bytes, default_max_tokens: int | None) -> tuple[ResponsesRequest, Conversation, GenerationOptions]:
     """Decode a ``POST /v1/responses`` body; every problem is an ``InvalidRequest`` naming the field."""
     req = decode_body(body, ResponsesRequest)
     if req.previous_response_id:
@@ -348,7 +348,7 @@ def decode_request(body: bytes, default_max_tokens: int) -> tuple[ResponsesReque
     if mode == "none":
         conv.tools = []
     max_tokens = req.max_output_tokens if req.max_output_tokens is not None else default_max_tokens
-    if max_tokens < 1:
+    if max_tokens is not None and max_tokens < 1:
         raise InvalidRequest("max_output_tokens: must be at least 1", param="max_output_tokens")
     options = GenerationOptions(
         max_tokens=max_tokens,

@@ -33,7 +33,8 @@ from kvyard.router.kv_router import KvRouter
 
 
 class GenerationOptions(msgspec.Struct):
-    max_tokens: int
+    max_tokens: int | None
+    """Output limit; None means the rest of the model's context."""
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
@@ -45,6 +46,15 @@ class GenerationOptions(msgspec.Struct):
     cache_salt: str | None = None
     session: str | None = None
     """Session id (from headers or prompt_cache_key) for routing affinity."""
+
+
+def output_limit(requested: int | None, prompt_tokens: int, max_model_len: int) -> int:
+    """Tokens the engine may generate: the request's limit clipped to the context left after the
+    prompt, or all of that context when the request names no limit."""
+    room = max_model_len - prompt_tokens
+    if room < 1:
+        raise InvalidRequest(f"the prompt is {prompt_tokens} tokens, and this model's context is {max_model_len}: shorten the conversation")
+    return room if requested is None else min(requested, room)
 
 
 class Usage(msgspec.Struct):
@@ -120,13 +130,8 @@ class Generator:
         return self.render(conv, options).ids
 
     def engine_request(self, prompt_ids: list[int], options: GenerationOptions) -> EngineRequest:
-        room = self.max_model_len - len(prompt_ids)
-        if room < 1:
-            raise InvalidRequest(
-                f"the prompt is {len(prompt_ids)} tokens, and this model's context is {self.max_model_len}: shorten the conversation"
-            )
         sampling = Sampling(
-            max_tokens=min(options.max_tokens, room),
+            max_tokens=output_limit(options.max_tokens, len(prompt_ids), self.max_model_len),
             temperature=options.temperature,
             top_p=options.top_p,
             top_k=options.top_k,
