@@ -119,21 +119,28 @@ class EngineServer:
         prompt = TokensPrompt(prompt_token_ids=request.prompt_token_ids)
         if request.cache_salt:
             prompt["cache_salt"] = request.cache_salt
-        first = True
-        async for out in self.engine.generate(prompt, params, request.request_id):
-            completion = out.outputs[0]
-            chunk = EngineChunk(
-                token_ids=list(completion.token_ids),
-                finish_reason=completion.finish_reason if out.finished else None,
-                kv_transfer_params=out.kv_transfer_params if out.finished else None,
-                replica=self.worker_id,
-            )
-            if first:
-                chunk.num_prompt_tokens = len(request.prompt_token_ids)
-                chunk.num_cached_tokens = out.num_cached_tokens or 0
-                self.counters.record_request(chunk.num_prompt_tokens, chunk.num_cached_tokens)
-                first = False
-            yield chunk
+        first, finished = True, False
+        try:
+            async for out in self.engine.generate(prompt, params, request.request_id):
+                yield self._chunk(out, request, first)
+                first, finished = False, out.finished
+        finally:
+            if not finished:  # the caller went away (client disconnect, dead frontend): AsyncLLM aborts it
+                self.counters.aborted += 1
+
+    def _chunk(self, out: Any, request: EngineRequest, first: bool) -> EngineChunk:
+        completion = out.outputs[0]
+        chunk = EngineChunk(
+            token_ids=list(completion.token_ids),
+            finish_reason=completion.finish_reason if out.finished else None,
+            kv_transfer_params=out.kv_transfer_params if out.finished else None,
+            replica=self.worker_id,
+        )
+        if first:
+            chunk.num_prompt_tokens = len(request.prompt_token_ids)
+            chunk.num_cached_tokens = out.num_cached_tokens or 0
+            self.counters.record_request(chunk.num_prompt_tokens, chunk.num_cached_tokens)
+        return chunk
 
     async def prefill(self, request: EngineRequest) -> EngineChunk:
         """Run a request to completion and return one merged chunk (used for the prefill leg)."""
@@ -149,7 +156,8 @@ class EngineServer:
     async def stats(self, target: Any = None) -> dict[str, Any]:
         """Counters since start: prefix-cache hits, NIXL transfers, requests. ``target`` is a
         ``RouteTo`` when the caller wants this particular replica."""
-        return {"replica": self.worker_id, "role": self.role, "node_id": self.node_id, **self.counters.snapshot()}
+        in_flight = self.engine.output_processor.get_num_unfinished_requests()
+        return {"replica": self.worker_id, "role": self.role, "node_id": self.node_id, "in_flight": in_flight, **self.counters.snapshot()}
 
     async def kv_events_endpoints(self, target: Any = None) -> dict[str, str]:
         """Where this engine publishes its KV events (ZMQ PUB) and serves their replay (ROUTER)."""

@@ -12,6 +12,8 @@ from typing import Any
 class EngineCounters:
     def __init__(self) -> None:
         self.requests = 0
+        self.aborted = 0
+        """Requests whose caller stopped reading before the end (the engine aborted them)."""
         self.prompt_tokens = 0
         self.cached_tokens = 0
         self.prefix_queries = 0

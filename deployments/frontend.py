@@ -22,10 +22,11 @@ from kvyard.api.common import anthropic_error, decode_body, hmac_signer, openai_
 from kvyard.api.streams import ApiExchange, ChatExchange, MessagesExchange, ResponsesExchange
 from kvyard.config import AppConfig
 from kvyard.deployments.handles import ServePool
-from kvyard.errors import AuthenticationFailed, InvalidRequest, KvyardError, ModelNotFound, RequestTooLarge, as_kvyard_error
+from kvyard.errors import InvalidRequest, KvyardError, ModelNotFound, RequestTooLarge, as_kvyard_error
 from kvyard.frontend.forcing import forced_call_regex
-from kvyard.frontend.stability import StabilityTracker
 from kvyard.frontend.generation import GenerationOptions, Generator
+from kvyard.frontend.stability import StabilityTracker
+from kvyard.frontend.tenancy import Caller, ConcurrencyLimiter, KeyRing, combine_salts
 from kvyard.policies.profiles import detect_profile, get_profile
 from kvyard.policies.replay import REPLAY_KWARG, replay_override
 from kvyard.policies.sanitizer import compile_rules
@@ -33,6 +34,7 @@ from kvyard.router.kv_router import KvRouter
 from kvyard.router.serve_router import RouteTo
 from kvyard.router.session import session_id
 from kvyard.router.sessions import LocalSessions, RedisSessions
+from kvyard.tracing import RequestTrace, configure_from_env, now_ns
 
 log = logging.getLogger("kvyard.frontend")
 
@@ -52,6 +54,8 @@ class Extensions(msgspec.Struct):
     structured_outputs: StructuredOutputs | None = None
     metadata: dict[str, Any] | None = None
     """Anthropic/OpenAI request metadata; ``metadata.kvyard_replay`` overrides the replay policy."""
+    cache_salt: str | None = None
+    """vLLM's field: a further split of the caller's prefix cache (chained after the tenant's salt)."""
 
 
 def _replica_id() -> str:
@@ -69,6 +73,7 @@ class Frontend:
 
         self.config = AppConfig.model_validate(config)
         cfg = self.config
+        configure_from_env()
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
         self.profile = (
             detect_profile(self.tokenizer.get_vocab(), self.tokenizer.chat_template)
@@ -78,6 +83,8 @@ class Frontend:
         key = cfg.frontend.signing_key
         self.signer = hmac_signer(key.encode()) if key else process_signer
         self.decode_handle, self.prefill_handle = decode, prefill
+        self.keys = KeyRing(cfg.frontend)
+        self.limiter = ConcurrencyLimiter()
         self.router = self._make_router(cfg, decode, prefill)
         self.replica_id = _replica_id()
         self.generator = Generator(
@@ -115,16 +122,8 @@ class Frontend:
 
     # --- edge checks -------------------------------------------------------------------------
 
-    def _authorize(self, request: Request) -> None:
-        keys = self.config.frontend.api_keys
-        if not keys:
-            return
-        given = request.headers.get("x-api-key") or ""
-        auth = request.headers.get("authorization") or ""
-        if not given and auth.lower().startswith("bearer "):
-            given = auth[7:].strip()
-        if given not in keys:
-            raise AuthenticationFailed("missing or invalid API key: send it as 'x-api-key' or 'Authorization: Bearer'")
+    def _authorize(self, request: Request) -> Caller:
+        return self.keys.authenticate(request.headers)
 
     async def _body(self, request: Request) -> bytes:
         limit = self.config.frontend.max_request_bytes
@@ -150,8 +149,9 @@ class Frontend:
         elif mode == "required":
             options.regex = forced_call_regex(self.profile, conv.tools, name)
 
-    def _apply_extensions(self, body: bytes, options: GenerationOptions, headers) -> None:
+    def _apply_extensions(self, body: bytes, options: GenerationOptions, headers, caller: Caller) -> None:
         ext = decode_body(body, Extensions)
+        options.cache_salt = combine_salts(caller.cache_salt, ext.cache_salt)
         if ext.structured_outputs is not None:
             so = ext.structured_outputs
             options.regex = so.regex if so.regex is not None else options.regex
@@ -207,16 +207,19 @@ class Frontend:
                     continue
                 labels = f'pool="{pool}",replica="{stats["replica"]}"'
                 lines.append(f'kvyard_engine_info{{{labels},node_id="{stats["node_id"]}"}} 1')
-                for key in ("prefix_queries", "prefix_hits", "kv_transfers", "kv_transfer_failures", "kv_bytes", "requests"):
+                for key in ("prefix_queries", "prefix_hits", "kv_transfers", "kv_transfer_failures", "kv_bytes", "requests", "aborted"):
                     lines.append(f"kvyard_engine_{key}_total{{{labels}}} {stats[key]}")
                 lines.append(f"kvyard_engine_kv_cache_usage{{{labels}}} {stats['kv_cache_usage']}")
+                lines.append(f"kvyard_engine_in_flight_requests{{{labels}}} {stats['in_flight']}")
         return "\n".join(lines) + ("\n" if lines else "")
 
     @app.post("/v1/messages/count_tokens")
     async def count_tokens(self, request: Request) -> Response:
         try:
-            self._authorize(request)
-            req, conv, options = anthropic.decode_count_tokens(await self._body(request))
+            caller = self._authorize(request)
+            body = await self._body(request)
+            req, conv, options = anthropic.decode_count_tokens(body)
+            self._apply_extensions(body, options, request.headers, caller)
             self._model(req.model)
             count = len(self.generator.prompt_ids(conv, options))
         except Exception as exc:
@@ -238,8 +241,10 @@ class Frontend:
     async def explain_route(self, request: Request) -> Response:
         """Score a chat-completions body against every live worker without running it."""
         try:
-            self._authorize(request)
-            _req, conv, options = openai_chat.decode_request(await self._body(request), self.config.frontend.default_max_tokens)
+            caller = self._authorize(request)
+            body = await self._body(request)
+            _req, conv, options = openai_chat.decode_request(body, self.config.frontend.default_max_tokens)
+            self._apply_extensions(body, options, request.headers, caller)
             if self.router is None:
                 raise InvalidRequest("router.policy is not kv_aware: there is no KV-aware decision to explain")
             prompt_ids = self.generator.prompt_ids(conv, options)
@@ -285,42 +290,67 @@ class Frontend:
 
     async def _generate(self, request: Request, api: str, decode: Callable, error_shape: Callable) -> Response:
         metrics.in_flight.inc()
+        trace = RequestTrace(headers=request.headers, **{"kvyard.api": api, "kvyard.frontend": self.replica_id})
         try:
-            self._authorize(request)
+            caller = self._authorize(request)
+            self.limiter.acquire(caller)
+        except Exception as exc:
+            return self._refuse(api, exc, error_shape, trace)
+        try:
+            t_decode = now_ns()
             body = await self._body(request)
             exchange, conv, options, choice = decode(body)
             self._force_tool(conv, options, choice)
-            self._apply_extensions(body, options, request.headers)
-            items = self.generator.stream(conv, options, api=api, tool_names={t.name for t in conv.tools} or None)
+            self._apply_extensions(body, options, request.headers, caller)
+            trace.step("kvyard.decode_api", t_decode, **{"kvyard.request_bytes": len(body), "kvyard.messages": len(conv.messages)})
+            trace.set(**{"kvyard.tenant": caller.tenant, "gen_ai.request.model": exchange.model})
+            tools = {t.name for t in conv.tools} or None
+            items = self.generator.stream(conv, options, api=api, tool_names=tools, trace=trace)
             started = await anext(items)  # request errors surface here, as plain HTTP errors
         except Exception as exc:
-            err = as_kvyard_error(exc)
-            metrics.in_flight.dec()
-            metrics.requests_total.labels(api, str(err.status)).inc()
-            if err.status >= 500:
-                log.warning("%s request failed before streaming: %s", api, exc)
-            return JSONResponse(error_shape(err), err.status)
+            self.limiter.release(caller)
+            return self._refuse(api, exc, error_shape, trace)
         headers = {"x-kvyard-frontend": self.replica_id}
         if started.route:
             headers["x-kvyard-route"] = started.route
         if exchange.stream:
             return StreamingResponse(
-                self._sse(exchange, started, items), media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
+                self._sse(exchange, started, items, caller, trace),
+                media_type="text/event-stream",
+                headers={**SSE_HEADERS, **headers},
             )
+        status = 200
         try:
             async for item in items:
                 exchange.frames(item)
         except Exception as exc:
             err = as_kvyard_error(exc)
-            metrics.requests_total.labels(api, str(err.status)).inc()
+            status = err.status
+            trace.fail(exc, err.status)
             log.warning("%s request failed: %s", api, exc)
             return JSONResponse(error_shape(err), err.status)
         finally:
             metrics.in_flight.dec()
-        metrics.requests_total.labels(api, "200").inc()
+            metrics.requests_total.labels(api, str(status)).inc()
+            self.limiter.release(caller)
+            trace.end()
         return JSONResponse(exchange.response(), headers=headers)
 
-    async def _sse(self, exchange: ApiExchange, started, items: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    @staticmethod
+    def _refuse(api: str, exc: Exception, error_shape: Callable, trace: RequestTrace) -> Response:
+        """A request that failed before any output: a plain HTTP error in the API's shape."""
+        err = as_kvyard_error(exc)
+        metrics.in_flight.dec()
+        metrics.requests_total.labels(api, str(err.status)).inc()
+        trace.fail(exc, err.status)
+        trace.end()
+        if err.status >= 500:
+            log.warning("%s request failed before streaming: %s", api, exc)
+        return JSONResponse(error_shape(err), err.status)
+
+    async def _sse(
+        self, exchange: ApiExchange, started, items: AsyncIterator[Any], caller: Caller, trace: RequestTrace
+    ) -> AsyncIterator[bytes]:
         status = "200"
         try:
             for frame in exchange.head(started):
@@ -333,10 +363,13 @@ class Frontend:
         except Exception as exc:  # mid-stream: the client gets an error event in its API's grammar
             err = as_kvyard_error(exc)
             status = str(err.status)
+            trace.fail(exc, err.status)
             log.warning("%s stream failed: %s", exchange.api, exc)
             for frame in exchange.error_frames(err):
                 yield frame
         finally:
             await items.aclose()
             metrics.in_flight.dec()
+            self.limiter.release(caller)
             metrics.requests_total.labels(exchange.api, status).inc()
+            trace.end()

@@ -28,10 +28,12 @@ class EnginePool(Protocol):
 class Handoff:
     """What happened on the prefill leg of one request."""
 
-    __slots__ = ("outcome", "prefill_seconds", "prefill_chunk", "error")
+    __slots__ = ("outcome", "prefill_seconds", "prefill_chunk", "error", "started_ns", "ended_ns")
 
     def __init__(self) -> None:
         self.outcome = "aggregated"
+        self.started_ns = self.ended_ns = 0
+        """Wall-clock bounds of the prefill leg (for its trace span)."""
         self.prefill_seconds = 0.0
         self.prefill_chunk: EngineChunk | None = None
         self.error: str | None = None
@@ -45,13 +47,16 @@ async def run_prefill(request: EngineRequest, prefill: EnginePool, timeout_s: fl
     """
     handoff = Handoff()
     started = time.monotonic()
+    handoff.started_ns = time.time_ns()
     try:
         chunk = await asyncio.wait_for(prefill.prefill(prefill_request(request)), timeout_s)
     except Exception as exc:  # any prefill failure must degrade to a correct, slower answer
+        handoff.ended_ns = time.time_ns()
         handoff.outcome, handoff.error = "fallback", f"{type(exc).__name__}: {exc}"[:300]
         log.warning("prefill failed for %s, decode computes the prompt: %s", request.request_id, handoff.error)
         return fallback_request(request), handoff
     handoff.prefill_seconds = time.monotonic() - started
+    handoff.ended_ns = time.time_ns()
     handoff.prefill_chunk = chunk
     if not has_remote_kv(chunk.kv_transfer_params):
         handoff.outcome, handoff.error = "fallback", "prefill returned no KV location"

@@ -61,12 +61,35 @@ class PoolConfig(_Strict):
     )
 
 
+class ApiKeyConfig(_Strict):
+    """One accepted API key, the tenant it belongs to, and its limits."""
+
+    key: str = Field(min_length=1, description="The secret the client sends (x-api-key or Authorization: Bearer).")
+    tenant: str | None = Field(
+        None, min_length=1, description="Tenant name; keys of one tenant share its prefix cache (default: the key is its own tenant)."
+    )
+    max_concurrent: int | None = Field(
+        None, ge=1, description="Most requests in flight at once for this key on one frontend replica; more get 429."
+    )
+
+
 class FrontendConfig(_Strict):
     """The HTTP ingress: APIs, text handling, routing."""
 
     replicas: int = Field(1, ge=1, description="Frontend replicas (stateless; routing state is shared through Redis).")
     num_cpus: float = Field(0.5, ge=0, description="Ray CPUs reserved per frontend replica.")
-    api_keys: list[str] = Field(default_factory=list, description="Accepted keys (x-api-key or Bearer); empty means no auth.")
+    api_keys: list[str | ApiKeyConfig] = Field(
+        default_factory=list,
+        description="Accepted keys (x-api-key or Bearer), as strings or {key, tenant, max_concurrent}; empty means no auth.",
+    )
+    isolate_tenants: bool = Field(
+        True,
+        description="Give each tenant's prompts their own cache salt (engines and router), so no tenant ever gets "
+        "prefix-cache hits from another tenant's prompt.",
+    )
+    max_concurrent_per_key: int | None = Field(
+        None, ge=1, description="Default per-key limit of requests in flight on one frontend replica (429 beyond it)."
+    )
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
     prefill_timeout_s: float = Field(60.0, gt=0, description="After this, decode computes the prompt itself (fallback).")
     default_max_tokens: int | None = Field(

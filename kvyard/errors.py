@@ -37,6 +37,13 @@ class RequestTooLarge(KvyardError):
     kind = "request_too_large"
 
 
+class RateLimited(KvyardError):
+    """The caller is over its own limit (for example concurrent requests per API key)."""
+
+    status = 429
+    kind = "rate_limit_error"
+
+
 class Overloaded(KvyardError):
     status = 503
     kind = "overloaded_error"

@@ -18,6 +18,8 @@ from kvyard.parsing.events import ToolCallComplete
 class ApiExchange:
     api: str
     stream: bool
+    model: str
+    """The model name the client asked for (answered back as given)."""
 
     def head(self, started: Started) -> list[bytes]:
         """Frames sent once the engine produced its first token."""
@@ -43,6 +45,7 @@ class ChatExchange(ApiExchange):
     api = "chat"
 
     def __init__(self, req: openai_chat.ChatRequest, model: str, dispatch: bool = False):
+        self.model = model
         self.stream = req.stream
         self.dispatch = dispatch
         self.include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -72,6 +75,7 @@ class MessagesExchange(ApiExchange):
     api = "messages"
 
     def __init__(self, req: anthropic.MessagesRequest, model: str, signer):
+        self.model = model
         self.stream = bool(req.stream)
         self.enc = anthropic.MessagesEncoder(model, signer=signer)
 
@@ -96,6 +100,7 @@ class ResponsesExchange(ApiExchange):
     api = "responses"
 
     def __init__(self, req: responses.ResponsesRequest, model: str, signer, count_tokens):
+        self.model = model
         self.stream = bool(req.stream)
         self.enc = responses.ResponsesEncoder(model, req, signer=signer, count_tokens=count_tokens)
 

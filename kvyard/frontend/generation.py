@@ -29,7 +29,8 @@ from kvyard.policies.profiles import ModelProfile
 from kvyard.policies.replay import apply_replay, replay_override
 from kvyard.policies.sanitizer import CompiledRule, compile_rules, sanitize
 from kvyard.protocol import EngineChunk, EngineRequest, Sampling
-from kvyard.router.kv_router import KvRouter
+from kvyard.router.kv_router import KvRouter, Route
+from kvyard.tracing import RequestTrace, now_ns
 
 
 class GenerationOptions(msgspec.Struct):
@@ -118,13 +119,27 @@ class Generator:
         """Sanitize (counting each rule that fired), apply the replay policy, render token-exact."""
         return self._prepare(conv, options)[0]
 
-    def _prepare(self, conv: Conversation, options: GenerationOptions) -> tuple[RenderedPrompt, Conversation, dict[str, int]]:
+    def _prepare(
+        self, conv: Conversation, options: GenerationOptions, trace: RequestTrace | None = None
+    ) -> tuple[RenderedPrompt, Conversation, dict[str, int]]:
+        t0 = now_ns()
         conv, fired = sanitize(conv, self.sanitizer_rules)
         for rule, count in fired.items():
             metrics.sanitizer_fired_total.labels(rule).inc(count)
+        t1 = now_ns()
         policy = replay_override(options.template_kwargs, None) or self.profile.replay
         conv = apply_replay(conv, policy, signer=self.signer, known=lambda m: knows(self.history, m))
-        return render(self.tokenizer, conv, options.template_kwargs, self.history), conv, fired
+        t2 = now_ns()
+        rendered = render(self.tokenizer, conv, options.template_kwargs, self.history)
+        if trace is not None:
+            t3 = now_ns()
+            trace.step("kvyard.sanitize", t0, t1, **{"kvyard.sanitizer.fired": sum(fired.values())})
+            trace.step("kvyard.replay", t1, t2, **{"kvyard.replay.policy": policy})
+            span = trace.step(
+                "kvyard.render", t2, t3, **{"kvyard.prompt_tokens": len(rendered.ids), "kvyard.render.spliced_turns": rendered.spliced}
+            )
+            trace.busy("kvyard.tokenize", rendered.tokenize_s, t3, parent=span)
+        return rendered, conv, fired
 
     def prompt_ids(self, conv: Conversation, options: GenerationOptions) -> list[int]:
         return self.render(conv, options).ids
@@ -160,23 +175,46 @@ class Generator:
         return disaggregated_stream(request, self.prefill, self.decode, timeout_s=self.prefill_timeout_s, on_handoff=record)
 
     async def stream(
-        self, conv: Conversation, options: GenerationOptions, *, api: str, tool_names: set[str] | None = None
+        self,
+        conv: Conversation,
+        options: GenerationOptions,
+        *,
+        api: str,
+        tool_names: set[str] | None = None,
+        trace: RequestTrace | None = None,
     ) -> AsyncIterator[Any]:
         """Yield ``Started``, parser events, then one ``Finished``.
 
         Errors in the request raise ``KvyardError`` before ``Started``; the caller primes the
-        stream with its first item so that those become plain HTTP errors.
+        stream with its first item so that those become plain HTTP errors. Steps are recorded as
+        spans of ``trace`` (the caller ends it), or of a trace of its own when none is given.
         """
+        own_trace = trace is None
+        trace = RequestTrace("kvyard.generate", **{"kvyard.api": api}) if trace is None else trace
+        try:
+            async for item in self._stream(conv, options, api, tool_names, trace):
+                yield item
+        finally:
+            if own_trace:
+                trace.end()
+
+    async def _stream(
+        self, conv: Conversation, options: GenerationOptions, api: str, tool_names: set[str] | None, trace: RequestTrace
+    ) -> AsyncIterator[Any]:
         started = time.monotonic()
-        rendered, sanitized, fired = self._prepare(conv, options)
+        rendered, sanitized, fired = self._prepare(conv, options, trace)
         prompt_ids = rendered.ids
         if self.stability is not None and options.session:
             self.stability.observe(options.session, prompt_ids, sanitized, rendered.text, self.tokenizer.decode, fired)
         request = self.engine_request(prompt_ids, options)
+        t_route = now_ns()
         route = await self.router.route(prompt_ids, options.cache_salt, options.session) if self.router else None
         if route is not None:
             prefill_to = route.prefill.worker if route.prefill else None
             request = msgspec.structs.replace(request, route_to=route.decode.worker, prefill_to=prefill_to)
+            trace.step("kvyard.route", t_route, **route_attributes(route))
+            trace.set(**route_attributes(route))
+        trace.set(**{"kvyard.request_id": request.request_id, "kvyard.session": options.session, "kvyard.prompt_tokens": len(prompt_ids)})
         parser = TurnRecorder(  # records the assistant message for the token-exact history
             self.parser_cls(
                 tool_names=tool_names,
@@ -193,25 +231,32 @@ class Generator:
         finish_reason = "stop"
         first = True
         handoffs: list[Handoff] = []
+        parse_s, t_engine = 0.0, now_ns()
         engine = self.engine_stream(request, handoffs)
         if self.router is not None:
             self.router.begin(route)
         try:
             async for chunk in engine:
                 if first:
-                    metrics.ttft_seconds.labels(api).observe(time.monotonic() - started)
+                    ttft = time.monotonic() - started
+                    metrics.ttft_seconds.labels(api).observe(ttft)
                     metrics.prompt_tokens_total.labels("decode").inc(chunk.num_prompt_tokens)
                     metrics.prefix_cache_hit_tokens_total.labels("decode").inc(chunk.num_cached_tokens)
                     usage.cached_tokens = _cached_tokens(chunk, handoffs)
                     first = False
+                    t_first = now_ns()
+                    trace.set(**{"kvyard.cached_tokens": usage.cached_tokens, "kvyard.ttft_s": ttft})
                     yield Started(usage.prompt_tokens, usage.cached_tokens, route.header() if route else None)
                 ids = chunk.token_ids
                 if chunk.finish_reason == "stop" and ids and ids[-1] in self.stop_token_ids:
                     ids = ids[:-1]
                 usage.completion_tokens += len(chunk.token_ids)
                 output_ids += chunk.token_ids
+                t_parse = time.perf_counter()
                 text, hit = stops.feed(detok.feed(ids))
-                for event in parser.feed(text):
+                events = parser.feed(text)
+                parse_s += time.perf_counter() - t_parse
+                for event in events:
                     yield event
                 if hit:
                     finish_reason = "stop"
@@ -227,8 +272,10 @@ class Generator:
             if self.router is not None:
                 self.router.end(route)
             await _close(engine)
+            _engine_spans(trace, handoffs, t_engine, None if first else t_first, parse_s, usage.completion_tokens)
         for event in parser.finish():
             yield event
+        trace.set(**{"kvyard.completion_tokens": usage.completion_tokens, "kvyard.finish_reason": finish_reason})
         if parser.malformed:
             metrics.parser_malformed_total.inc(parser.malformed)
         metrics.generated_tokens_total.inc(usage.completion_tokens)
@@ -242,6 +289,28 @@ class Generator:
             output_token_ids=output_ids,
         )
 
+
+
+def route_attributes(route: Route) -> dict[str, Any]:
+    attrs = {"kvyard.route.decode": route.decode.worker, "kvyard.route.decode_overlap_blocks": route.decode.overlap_blocks}
+    if route.prefill is not None:
+        attrs |= {"kvyard.route.prefill": route.prefill.worker, "kvyard.route.prefill_overlap_blocks": route.prefill.overlap_blocks}
+    return attrs
+
+
+def _engine_spans(trace: RequestTrace, handoffs: list[Handoff], t_engine: int, t_first: int | None, parse_s: float, tokens: int) -> None:
+    """prefill → kv_transfer → decode (and parse, by its busy time) from the recorded times."""
+    end = now_ns()
+    decode_from = t_engine
+    for h in handoffs:
+        trace.step("kvyard.prefill", h.started_ns, h.ended_ns, **{"kvyard.kv_transfer.outcome": h.outcome})
+        decode_from = h.ended_ns
+        if h.outcome == "ok" and t_first is not None:
+            trace.step("kvyard.kv_transfer", h.ended_ns, t_first)
+    trace.step("kvyard.decode", decode_from, end, **{"kvyard.completion_tokens": tokens})
+    trace.busy("kvyard.parse", parse_s, end)
+    if handoffs:
+        trace.set(**{"kvyard.kv_transfer.outcome": handoffs[-1].outcome})
 
 
 def _cached_tokens(decode_chunk: EngineChunk, handoffs: list[Handoff]) -> int:

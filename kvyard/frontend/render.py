@@ -45,6 +45,7 @@ Cost: one template render and one tokenizer call per piece (2 per assistant turn
 from __future__ import annotations
 
 import json
+import time
 import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -86,6 +87,10 @@ class RenderedPrompt(msgspec.Struct):
     """Assistant turns located in the text (0 when the template's own rendering was used whole)."""
     spliced: int = 0
     """Assistant turns rendered as their stored generated ids."""
+    template_s: float = 0.0
+    """Seconds spent in the chat template (for tracing)."""
+    tokenize_s: float = 0.0
+    """Seconds spent tokenizing (for tracing)."""
 
 
 def to_template_messages(conv: Conversation) -> list[dict[str, Any]]:
@@ -209,6 +214,32 @@ def _encode(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
 
+class _Timed:
+    """The tokenizer's two jobs here, each timed (the render and tokenize trace spans)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.template_s = self.tokenize_s = 0.0
+
+    def apply(self, messages: list[dict[str, Any]], conv: Conversation, kwargs: dict[str, Any]) -> str:
+        started = time.perf_counter()
+        try:
+            return _apply(self.tokenizer, messages, conv, kwargs)
+        finally:
+            self.template_s += time.perf_counter() - started
+
+    def encode(self, text: str) -> list[int]:
+        started = time.perf_counter()
+        try:
+            return _encode(self.tokenizer, text)
+        finally:
+            self.tokenize_s += time.perf_counter() - started
+
+    def timed(self, rendered: RenderedPrompt) -> RenderedPrompt:
+        rendered.template_s, rendered.tokenize_s = self.template_s, self.tokenize_s
+        return rendered
+
+
 def render(
     tokenizer,
     conv: Conversation,
@@ -221,15 +252,16 @@ def render(
         raise InvalidRequest("the conversation is empty: send at least one message")
     kwargs = template_kwargs_for_template(template_kwargs)
     fmt = turn_format(tokenizer)
+    timed = _Timed(tokenizer)
     if fmt is not None:
-        rendered = _render_turns(tokenizer, conv, messages, kwargs, fmt, history)
+        rendered = _render_turns(timed, conv, messages, kwargs, fmt, history)
         if rendered is not None:
-            return rendered
-    text = _apply(tokenizer, messages, conv, kwargs)
-    return RenderedPrompt(text=text, ids=_encode(tokenizer, text))
+            return timed.timed(rendered)
+    text = timed.apply(messages, conv, kwargs)
+    return timed.timed(RenderedPrompt(text=text, ids=timed.encode(text)))
 
 
-def _render_turns(tokenizer, conv, messages, kwargs, fmt: TurnFormat, history) -> RenderedPrompt | None:
+def _render_turns(timed: _Timed, conv, messages, kwargs, fmt: TurnFormat, history) -> RenderedPrompt | None:
     reasoning: list[str] = []
     if fmt.think_open is not None:
         stripped = []
@@ -239,7 +271,7 @@ def _render_turns(tokenizer, conv, messages, kwargs, fmt: TurnFormat, history) -
                 reasoning.append(m.pop("reasoning_content", ""))
             stripped.append(m)
         messages = stripped
-    text = _apply(tokenizer, messages, conv, kwargs)
+    text = timed.apply(messages, conv, kwargs)
     turns = [m for m in conv.messages if m.role == "assistant"]
     if text.count(fmt.header) != len(turns) + 1:
         return None
@@ -260,21 +292,21 @@ def _render_turns(tokenizer, conv, messages, kwargs, fmt: TurnFormat, history) -
             body = fmt.think_open + reasoning[k].strip("\n") + fmt.think_close + body.lstrip("\n")
         before = text[cursor:start]
         pieces += [before, body]
-        ids += _encode(tokenizer, before)
+        ids += timed.encode(before)
         key = turn_key(msg.parts) if history is not None else None
         stored = history.get(key) if key is not None else None
         if stored is not None:
             ids += list(stored)
             spliced += 1
         else:
-            ids += _encode(tokenizer, body)
+            ids += timed.encode(body)
         cursor = end
     header_end = text.index(fmt.header, cursor) + len(fmt.header)
     if fmt.end in text[header_end:]:
         return None
     head, tail = text[cursor:header_end], text[header_end:]
-    tail_ids = _encode(tokenizer, tail)
-    ids += _encode(tokenizer, head) + tail_ids
+    tail_ids = timed.encode(tail)
+    ids += timed.encode(head) + tail_ids
     return RenderedPrompt(
         text="".join(pieces) + head + tail, ids=ids, turn_tail=tail_ids, turns=len(turns), spliced=spliced
     )
