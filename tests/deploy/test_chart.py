@@ -105,12 +105,12 @@ CASES = ["default_docs", "override_docs", "aggregated_docs"]
 
 
 def test_default_render_has_the_expected_objects(default_docs):
-    assert kinds(default_docs) == ["Deployment", "Ingress", "RayService", "Service"]
+    assert kinds(default_docs) == ["ConfigMap", "Deployment", "Ingress", "RayService", "Service"]
 
 
 def test_override_render_has_the_expected_objects(override_docs):
     # External Redis: no Redis Deployment/Service; gateway and monitoring on.
-    assert kinds(override_docs) == ["HTTPRoute", "Ingress", "RayService", "ServiceMonitor"]
+    assert kinds(override_docs) == ["ConfigMap", "HTTPRoute", "Ingress", "RayService", "ServiceMonitor"]
 
 
 @pytest.mark.parametrize("values", [None, OVERRIDE, AGGREGATED], ids=["default", "override", "aggregated"])
@@ -374,3 +374,40 @@ def test_notes_name_the_operator_prerequisite_and_the_base_urls(default_docs):
     assert "KubeRay operator" in text and "kuberay/kuberay-operator" in text
     assert "ANTHROPIC_BASE_URL=http://kvyard.example.com" in text
     assert "http://kvyard.example.com/v1" in text
+
+
+# --- Grafana dashboard ----------------------------------------------------------------------
+
+
+def test_dashboard_file_is_current():
+    from tests.deploy import dashboard
+
+    assert dashboard.DASHBOARD_PATH.read_text() == dashboard.render(), "run: python -m tests.deploy.dashboard"
+
+
+def test_dashboard_configmap_ships_the_dashboard(default_docs):
+    import json as _json
+    import re
+
+    from kvyard import metrics
+
+    cm = one(default_docs, "ConfigMap", f"{RELEASE}-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    board = _json.loads(cm["data"]["kvyard.json"])
+    exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
+    assert len(board["panels"]) >= 12 and exprs
+    exported = {m.name for m in metrics.REGISTRY.collect()}  # counters drop their _total in .name
+    engine = {f"kvyard_engine_{k}" for k in ("kv_cache_usage", "in_flight_requests", "kv_bytes_total", "kv_transfer_failures_total", "aborted_total")}
+    for expr in exprs:
+        for name in re.findall(r"\b(kvyard_[a-z_]+)", expr):
+            base = re.sub(r"_(total|bucket|count|sum)$", "", name)
+            assert base in exported or name in engine, f"{name} in {expr!r} is not a metric kvyard exports"
+    frontend_source = (ROOT / "deployments" / "frontend.py").read_text()
+    for name in engine:
+        stem = name.removeprefix("kvyard_engine_").removesuffix("_total")
+        assert f'"{stem}"' in frontend_source or f"kvyard_engine_{stem}" in frontend_source, name
+
+
+def test_dashboard_can_be_turned_off():
+    docs = render({"grafanaDashboard": {"enabled": False}})
+    assert not [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard")]

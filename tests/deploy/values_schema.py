@@ -147,6 +147,7 @@ def build() -> dict[str, Any]:
         "serviceMonitor": _closed(
             {"enabled": _BOOL, "interval": _STR, "scrapeTimeout": _STR, "labels": _STR_MAP}
         ),
+        "grafanaDashboard": _closed({"enabled": _BOOL, "labels": _STR_MAP}),
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
