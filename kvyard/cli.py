@@ -1,10 +1,12 @@
-"""The ``kvyard`` command: ``serve``, ``model``, ``parse``."""
+"""The ``kvyard`` command: ``serve``, ``model``, ``parse``, ``stability``, ``bench``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from kvyard.bench.cli import add_parser as _bench_args
 
 
 def _serve_args(sub) -> None:
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     _model_args(sub)
     _parse_args(sub)
     _stability_args(sub)
+    _bench_args(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
@@ -69,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
             return _parse(args)
         if args.command == "stability":
             return _stability(args)
+        if args.command == "bench":
+            from kvyard.bench.cli import main as bench
+
+            return bench(args, sys.argv[1:] if argv is None else argv)
     except (ValueError, FileNotFoundError) as exc:
         print(f"kvyard {args.command}: {exc}", file=sys.stderr)
         return 2

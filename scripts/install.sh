@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 VENV=${KVYARD_VENV:-.venv}
 PY=${PYTHON:-python3.11}
-EXTRAS=${KVYARD_EXTRAS:-cpu,models,test}
+EXTRAS=${KVYARD_EXTRAS:-cpu,models,test,bench}
 step() { printf '\n[install %s/6] %s\n' "$1" "$2"; }
 fail() { printf '\ninstall failed: %s\n' "$1" >&2; exit 1; }
 
