@@ -1,0 +1,242 @@
+"""Agentic benchmark, side by side: the same harness-like workload against kvyard and its peers,
+on the same random-weight model and the same number of engines, in one run.
+
+Systems (``--systems``, in this order by default):
+
+* ``kvyard``          kvyard as designed: frontend (sanitizer, replay, token-exact history),
+                      KV-aware router over ``--engines`` aggregated vLLM engines.
+* ``kvyard-nosan``    the same with the sanitizer off (the billing line reaches the prompt).
+* ``kvyard-p2c``      the same with Ray Serve's default power-of-two-choices routing.
+* ``vllm``            vLLM's own OpenAI server, one engine (``--enable-prefix-caching``).
+* ``vllm-router``     ``--engines`` vLLM servers behind ``vllm-router --policy cache_aware``
+                      (needs the ``vllm-router`` binary on PATH: ``pip install vllm-router``).
+
+Every system gets the same workload (``kvyard bench workload harness``), the same client
+(``kvyard bench run``, Chat Completions, live replies) and the same yardstick: the trace's ideal
+reuse, computed from the prompts actually sent, rendered by the model's own chat template. The
+report (``kvyard bench report``) has TTFT/ITL/E2E percentiles, cache reuse against the ideal,
+ratios against ``--baseline``, and plots.
+
+Model: a random-weight Qwen3-style model sized so that a cold prefill of the workload's shared
+prefix takes over a second on this machine (``--shared-tokens`` sets the prefix size).
+
+Run (small profile, minutes): ``python benchmarks/agentic.py --profile small --out benchmarks/results/agentic``
+Full profile: ``python benchmarks/agentic.py --profile full --out benchmarks/results/agentic-full``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+MODEL = dict(arch="qwen3", hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=512, max_model_len=16384, seed=0)
+PROFILES = {
+    "small": dict(sessions=6, concurrency=3, tasks=1, loops="2:3", system=5000, tools=3000, output=32),
+    "full": dict(sessions=24, concurrency=8, tasks=2, loops="2:5", system=12000, tools=8000, output=64),
+}
+ALL = ["kvyard", "kvyard-nosan", "kvyard-p2c", "vllm", "vllm-router"]
+
+
+def step(n: int, total: int, what: str) -> None:
+    print(f"[agentic {n}/{total}] {what}", flush=True)
+
+
+def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {proc.returncode} before it was ready")
+        try:
+            if httpx.get(f"{url}/v1/models", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(2)
+    raise RuntimeError(f"{url} not ready within {timeout_s:.0f}s")
+
+
+def free_port() -> int:
+    from kvyard.kvtransfer.connector import free_port as fp
+
+    return fp("127.0.0.1")
+
+
+class Kvyard:
+    """kvyard on a local Ray, aggregated engines, one app at a time."""
+
+    def __init__(self, model: Path, engines: int, redis_url: str):
+        self.model, self.engines, self.redis_url = model, engines, redis_url
+        self.port = None
+
+    def start(self, name: str) -> str:
+        import ray
+        from ray import serve
+
+        from kvyard.deployments.builder import build_app
+
+        if not ray.is_initialized():
+            ray.init(num_cpus=8, include_dashboard=False, logging_level="WARNING")
+            self.port = free_port()
+            serve.start(http_options={"host": "127.0.0.1", "port": self.port})
+        cfg = {
+            "mode": "aggregated",
+            "model": {"path": str(self.model), "served_name": "tiny", "max_model_len": MODEL["max_model_len"], "aliases": {"*": "tiny"}},
+            "engine": {"cpu_kv_cache_gib": 2},
+            "decode": {"replicas": self.engines, "num_cpus": 0.5},
+            "frontend": {"num_cpus": 0.5},
+            "redis_url": self.redis_url,
+        }
+        if name == "kvyard-nosan":
+            cfg["sanitizer"] = {"default_rules": False}
+        if name == "kvyard-p2c":
+            cfg["router"] = {"policy": "serve_default"}
+        serve.run(build_app(cfg), name=name, route_prefix=f"/{name}")
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    def stop(self, name: str) -> None:
+        from ray import serve
+
+        serve.delete(name)
+
+    def close(self) -> None:
+        import ray
+        from ray import serve
+
+        if ray.is_initialized():
+            serve.shutdown()
+            ray.shutdown()
+
+
+def vllm_server(model: Path, port: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2"}
+    argv = [PY, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--served-model-name", "tiny",
+            "--host", "127.0.0.1", "--port", str(port), "--max-model-len", str(MODEL["max_model_len"]),
+            "--enable-prefix-caching", "--enable-prompt-tokens-details", "--dtype", "float32", "--block-size", "32"]  # fmt: skip
+    return subprocess.Popen(argv, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_procs(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
+def bench_run(url: str, label: str, workload: Path, out: Path, model: Path, metric: str | None) -> None:
+    argv = [PY, "-m", "kvyard.cli", "bench", "run", "--url", url, "--api", "chat", "--workload", str(workload),
+            "--out", str(out), "--label", label, "--model", "tiny", "--tokenizer", str(model)]  # fmt: skip
+    if metric:
+        argv += ["--metrics-url", f"{url}/metrics", "--metric", metric]
+    subprocess.run(argv, check=True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--profile", choices=sorted(PROFILES), default="small")
+    p.add_argument("--systems", default=",".join(ALL))
+    p.add_argument("--engines", type=int, default=2)
+    p.add_argument("--baseline", default="vllm")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "agentic")
+    p.add_argument("--models", type=Path, default=Path.home() / ".cache" / "kvyard" / "bench-models")
+    args = p.parse_args()
+    prof = PROFILES[args.profile]
+    systems = [s for s in args.systems.split(",") if s]
+    total = len(systems) + 3
+    args.out.mkdir(parents=True, exist_ok=True)
+    raw = args.out / "raw"
+    raw.mkdir(exist_ok=True)
+
+    from kvyard.models import build_model
+    from kvyard.redis_server import RedisServer
+
+    step(1, total, f"model and workload ({args.profile} profile)")
+    model = build_model("random", args.models / "agentic-qwen3-16k", **MODEL)
+    workload = raw / "workload.jsonl"
+    subprocess.run([PY, "-m", "kvyard.cli", "bench", "workload", "harness", "--out", str(workload),
+                    "--sessions", str(prof["sessions"]), "--concurrency", str(prof["concurrency"]), "--tasks", str(prof["tasks"]),
+                    "--tool-loops", prof["loops"], "--system-tokens", str(prof["system"]), "--tools-tokens", str(prof["tools"]),
+                    "--output-tokens", str(prof["output"])], check=True)  # fmt: skip
+    redis = RedisServer().start()
+    kv = Kvyard(model, args.engines, redis.url)
+    skipped: dict[str, str] = {}
+    try:
+        for i, name in enumerate(systems, start=2):
+            step(i, total, f"{name}: starting")
+            started = time.monotonic()
+            procs: list[subprocess.Popen] = []
+            try:
+                if name.startswith("kvyard"):
+                    url = kv.start(name)
+                    metric = 'kvyard_prefix_cache_hit_tokens_total{pool="decode"}'
+                elif name == "vllm":
+                    port = free_port()
+                    procs.append(vllm_server(model, port, raw / f"{name}.log"))
+                    url = f"http://127.0.0.1:{port}"
+                    wait_ready(url, 600, procs[0])
+                    metric = None
+                elif name == "vllm-router":
+                    binary = shutil.which("vllm-router")
+                    if binary is None:
+                        skipped[name] = "the vllm-router binary is not on PATH (pip install vllm-router)"
+                        continue
+                    workers = []
+                    for k in range(args.engines):
+                        port = free_port()
+                        procs.append(vllm_server(model, port, raw / f"{name}-engine{k}.log"))
+                        workers.append(f"http://127.0.0.1:{port}")
+                    for w, proc in zip(workers, procs):
+                        wait_ready(w, 600, proc)
+                    port = free_port()
+                    procs.append(subprocess.Popen([binary, "--worker-urls", *workers, "--policy", "cache_aware", "--host", "127.0.0.1",
+                                                   "--port", str(port)], stdout=(raw / f"{name}.log").open("w"),
+                                                  stderr=subprocess.STDOUT, start_new_session=True))  # fmt: skip
+                    url = f"http://127.0.0.1:{port}"
+                    wait_ready(url, 120, procs[-1])
+                    metric = None
+                else:
+                    skipped[name] = "unknown system"
+                    continue
+                print(f"  {name} ready in {time.monotonic() - started:.0f}s at {url}", flush=True)
+                bench_run(url, name, workload, raw / f"{name}.jsonl", model, metric)
+            except Exception as exc:  # one system failing to start must not lose the others' results
+                skipped[name] = f"{type(exc).__name__}: {exc}"
+                print(f"  {name} failed: {skipped[name]}", flush=True)
+            finally:
+                if name.startswith("kvyard"):
+                    try:
+                        kv.stop(name)
+                    except Exception:
+                        pass
+                stop_procs(procs)
+    finally:
+        kv.close()
+        redis.stop()
+    step(total, total, "report")
+    from kvyard.bench.report import write_report
+
+    results = [raw / f"{s}.jsonl" for s in systems if (raw / f"{s}.jsonl").exists()]
+    command = f"python benchmarks/agentic.py --profile {args.profile} --systems {args.systems} --engines {args.engines} --out {args.out}"
+    report = write_report(results, args.out, baseline=args.baseline if args.baseline in systems else None, command=command)
+    if skipped:
+        with report.open("a") as f:
+            f.write("\n## Systems that did not run\n\n" + "".join(f"- `{k}`: {v}\n" for k, v in skipped.items()))
+    print(report.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
