@@ -113,18 +113,17 @@ async def session(client: httpx.AsyncClient, sid: int, system: str, deadline: fl
         turn += 1
 
 
-def replica_pids() -> dict[str, list[int]]:
-    """PIDs of the Serve replica actors by deployment, with their child processes (engine cores)."""
+def replica_pids(app: str = "soak") -> dict[str, list[int]]:
+    """PIDs of the Serve replica processes by deployment (Ray titles them
+    ``ray::ServeReplica:APP:DEPLOYMENT``), with their children (the engine cores)."""
     import psutil
-    from ray.util.state import list_actors
 
     out: dict[str, list[int]] = {}
-    for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000):
-        name = actor.class_name or ""
+    for proc in psutil.process_iter(["cmdline"]):
+        title = " ".join(proc.info["cmdline"] or [])
         for deployment in ("Frontend", "Prefill", "Decode"):
-            if deployment in name or deployment in (actor.name or ""):
+            if f"ServeReplica:{app}:{deployment}" in title:
                 try:
-                    proc = psutil.Process(actor.pid)
                     out.setdefault(deployment, []).extend([proc.pid] + [c.pid for c in proc.children(recursive=True)])
                 except psutil.NoSuchProcess:
                     pass
