@@ -63,6 +63,17 @@ def body_for(api: str, system: str, history: list[dict], stream: bool, max_token
                              "stream": stream, "store": False}  # fmt: skip
 
 
+def stream_error(data: str) -> bool:
+    """An error event in any of the three stream grammars (chat ``{"error": …}``, Anthropic
+    ``{"type": "error"}``, Responses ``error`` / ``response.failed``)."""
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return False  # [DONE]
+    return isinstance(event, dict) and (event.get("error") is not None and "choices" not in event and "response" not in event
+                                        or event.get("type") in ("error", "response.failed"))  # fmt: skip
+
+
 def reply_text(api: str, data: dict) -> str:
     if api == "chat":
         return data["choices"][0]["message"].get("content") or "ok"
@@ -91,7 +102,7 @@ async def session(client: httpx.AsyncClient, sid: int, system: str, deadline: fl
                         async for line in resp.aiter_lines():
                             if abandon and line.startswith("data:"):
                                 break
-                            if '"error"' in line and line.startswith("data:"):
+                            if line.startswith("data:") and stream_error(line[5:]):
                                 tally.fail(f"{api} stream error event: {line[:200]}")
                         if abandon:
                             tally.abandoned += 1
