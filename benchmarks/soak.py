@@ -173,9 +173,10 @@ async def sampler(client: httpx.AsyncClient, pids: dict[str, list[int]], every_s
             "ok": tally.ok, "failed": tally.failed, "abandoned": tally.abandoned,
         })  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
+        if stop.is_set():
+            return  # the last row is taken after the load stopped and in-flight requests settled
         try:
             await asyncio.wait_for(stop.wait(), every_s)
-            return
         except asyncio.TimeoutError:
             pass
 
