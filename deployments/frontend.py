@@ -120,6 +120,12 @@ class Frontend:
             weights=cfg.router.weights,
         )
 
+    async def check_health(self) -> None:
+        """Ray Serve's periodic probe (on the replica's event loop): also starts following the
+        engines' KV events, so a new replica rebuilds its view before its first request."""
+        if self.router is not None:
+            self.router.start()
+
     # --- edge checks -------------------------------------------------------------------------
 
     def _authorize(self, request: Request) -> Caller:
@@ -247,12 +253,14 @@ class Frontend:
             self._apply_extensions(body, options, request.headers, caller)
             if self.router is None:
                 raise InvalidRequest("router.policy is not kv_aware: there is no KV-aware decision to explain")
+            self.router.start()  # a fresh replica may not have routed anything yet
             prompt_ids = self.generator.prompt_ids(conv, options)
             route = self.router.score(prompt_ids, options.cache_salt)
         except Exception as exc:
             err = as_kvyard_error(exc)
             return JSONResponse(openai_error(err), err.status)
-        return JSONResponse({"prompt_tokens": len(prompt_ids), "route": msgspec.to_builtins(route)})
+        body = {"prompt_tokens": len(prompt_ids), "route": msgspec.to_builtins(route)}
+        return JSONResponse(body, headers={"x-kvyard-frontend": self.replica_id})
 
     # --- generation endpoints ----------------------------------------------------------------
 

@@ -73,6 +73,7 @@ class KvRouter:
         return live_replicas().ids(f"{self.app}/{self.pools[pool][0]}")
 
     def start(self) -> None:
+        """Follow the worker set and its KV events (idempotent; needs the running event loop)."""
         if self._sync_task is None:
             self._sync_task = asyncio.get_running_loop().create_task(self._sync_forever())
 
