@@ -18,9 +18,9 @@ pytestmark = pytest.mark.engine
 WEATHER = {
     "name": "get_weather",
     "description": "Weather for a city",
-    # Bounded by enums: a random-weight model would otherwise write an endless string inside the
-    # forced call (the schema regex does not bound lengths or numeric ranges).
-    "schema": {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Rome", "Oslo"]}, "days": {"type": "integer", "enum": [1, 2, 3]}}, "required": ["city", "days"]},
+    # Bounded (a random-weight model would otherwise write an endless string inside the forced
+    # call): the forced-call regex enforces maxLength and the integer range.
+    "schema": {"type": "object", "properties": {"city": {"type": "string", "minLength": 1, "maxLength": 12}, "days": {"type": "integer", "minimum": 1, "maximum": 7}}, "required": ["city", "days"]},
 }
 CLOCK = {"name": "get_time", "description": "The time now", "schema": {"type": "object", "properties": {}}}
 
