@@ -121,7 +121,9 @@ def vllm_server(model: Path, port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2"}
     argv = [PY, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--served-model-name", "tiny",
             "--host", "127.0.0.1", "--port", str(port), "--max-model-len", str(MODEL["max_model_len"]),
-            "--enable-prefix-caching", "--enable-prompt-tokens-details", "--dtype", "float32", "--block-size", "32"]  # fmt: skip
+            "--enable-prefix-caching", "--enable-prompt-tokens-details", "--dtype", "float32", "--block-size", "32",
+            # the workload sends tools with tool_choice auto and Qwen3-style reasoning, as kvyard parses them
+            "--enable-auto-tool-choice", "--tool-call-parser", "hermes", "--reasoning-parser", "qwen3"]  # fmt: skip
     return subprocess.Popen(argv, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -189,7 +191,8 @@ def main() -> int:
                     wait_ready(url, 600, procs[0])
                     metric = None
                 elif name == "vllm-router":
-                    binary = shutil.which("vllm-router")
+                    beside = Path(sys.executable).with_name("vllm-router")  # the bench extra installs it in the venv
+                    binary = str(beside) if beside.exists() else shutil.which("vllm-router")
                     if binary is None:
                         skipped[name] = "the vllm-router binary is not on PATH (pip install vllm-router)"
                         continue
