@@ -177,10 +177,17 @@ class KvRouter:
         self.start()
         previous = await self.sessions.get(session) if session else None
         route = self.score(prompt_ids, cache_salt, previous)
+        # Counted as load from the decision on, before the next await: concurrent requests then
+        # see each other (a burst no longer lands on one worker). The caller calls ``end``.
+        self.begin(route)
         if route is not None and session:
-            await self.sessions.put(
-                session, SessionRoute(decode=route.decode.worker, prefill=route.prefill.worker if route.prefill else None)
-            )
+            try:
+                await self.sessions.put(
+                    session, SessionRoute(decode=route.decode.worker, prefill=route.prefill.worker if route.prefill else None)
+                )
+            except BaseException:
+                self.end(route)
+                raise
         return route
 
     def begin(self, route: Route | None) -> None:

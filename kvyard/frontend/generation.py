@@ -209,32 +209,35 @@ class Generator:
         request = self.engine_request(prompt_ids, options)
         t_route = now_ns()
         route = await self.router.route(prompt_ids, options.cache_salt, options.session) if self.router else None
-        if route is not None:
-            prefill_to = route.prefill.worker if route.prefill else None
-            request = msgspec.structs.replace(request, route_to=route.decode.worker, prefill_to=prefill_to)
-            trace.step("kvyard.route", t_route, **route_attributes(route))
-            trace.set(**route_attributes(route))
-        trace.set(**{"kvyard.request_id": request.request_id, "kvyard.session": options.session, "kvyard.prompt_tokens": len(prompt_ids)})
-        parser = TurnRecorder(  # records the assistant message for the token-exact history
-            self.parser_cls(
-                tool_names=tool_names,
-                tool_schemas={t.name: t.parameters for t in conv.tools} or None,
-                reasoning_started=self.profile.reasoning_opened_by_template,
-                reasoning_enabled=self.profile.reasoning,
-                drop_framing_whitespace=True,
+        try:
+            if route is not None:
+                prefill_to = route.prefill.worker if route.prefill else None
+                request = msgspec.structs.replace(request, route_to=route.decode.worker, prefill_to=prefill_to)
+                trace.step("kvyard.route", t_route, **route_attributes(route))
+                trace.set(**route_attributes(route))
+            trace.set(**{"kvyard.request_id": request.request_id, "kvyard.session": options.session, "kvyard.prompt_tokens": len(prompt_ids)})
+            parser = TurnRecorder(  # records the assistant message for the token-exact history
+                self.parser_cls(
+                    tool_names=tool_names,
+                    tool_schemas={t.name: t.parameters for t in conv.tools} or None,
+                    reasoning_started=self.profile.reasoning_opened_by_template,
+                    reasoning_enabled=self.profile.reasoning,
+                    drop_framing_whitespace=True,
+                )
             )
-        )
-        detok = Detokenizer(self.tokenizer)
-        stops = StopMatcher(options.stop)
-        usage = Usage(prompt_tokens=len(prompt_ids))
-        output_ids: list[int] = []
-        finish_reason = "stop"
-        first = True
-        handoffs: list[Handoff] = []
-        parse_s, t_engine = 0.0, now_ns()
-        engine = self.engine_stream(request, handoffs)
-        if self.router is not None:
-            self.router.begin(route)
+            detok = Detokenizer(self.tokenizer)
+            stops = StopMatcher(options.stop)
+            usage = Usage(prompt_tokens=len(prompt_ids))
+            output_ids: list[int] = []
+            finish_reason = "stop"
+            first = True
+            handoffs: list[Handoff] = []
+            parse_s, t_engine = 0.0, now_ns()
+            engine = self.engine_stream(request, handoffs)
+        except BaseException:
+            if self.router is not None:
+                self.router.end(route)  # counted as load by route()
+            raise
         try:
             async for chunk in engine:
                 if first:

@@ -3,6 +3,8 @@ replica set; Serve replicas are named fakes carrying only an id."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from types import SimpleNamespace
 
 import msgspec
@@ -10,6 +12,7 @@ import pytest
 
 from kvyard.router.kv_router import KvRouter
 from kvyard.router.serve_router import LIVE
+from kvyard.router.sessions import LocalSessions
 
 kv_events = pytest.importorskip("vllm.distributed.kv_events")
 BS = 4
@@ -111,3 +114,26 @@ async def test_sync_follows_the_live_replica_set():
             task.cancel()
         await asyncio.sleep(0)
         LIVE.by_deployment.clear()
+
+
+class SlowSessions(LocalSessions):
+    """A named fake session store whose calls yield to the event loop, as Redis calls do."""
+
+    async def get(self, session):
+        await asyncio.sleep(0)
+        return await super().get(session)
+
+    async def put(self, session, route):
+        await asyncio.sleep(0.01)
+        await super().put(session, route)
+
+
+async def test_a_burst_of_concurrent_requests_spreads_over_workers(router):
+    router.sessions = SlowSessions()
+    routes = await asyncio.gather(*(router.route(PROMPT, None, f"burst-{i}") for i in range(4)))
+    assert Counter(r.decode.worker for r in routes) == {"d1": 2, "d2": 2}
+    assert Counter(r.prefill.worker for r in routes) == {"p1": 2, "p2": 2}
+    for r in routes:
+        router.end(r)
+    assert not +router.in_flight
+    router._sync_task.cancel()
