@@ -31,7 +31,10 @@ from pathlib import Path
 
 import httpx
 
+from kvyard.bench.prom import select
+
 WORDS = "alpha river stone cloud seven orbit maple quiet ember violet copper lantern harbor meadow signal".split()
+GAUGES = ("kvyard_in_flight_requests", "kvyard_engine_in_flight_requests", "kvyard_engine_aborted_total")
 MODEL = dict(arch="qwen3", hidden_size=128, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=256, max_model_len=4096, seed=0)
 
 
@@ -153,23 +156,15 @@ def rss_mib(pids: list[int]) -> float:
     return total / 2**20
 
 
-def metric(text: str, name: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and not line.startswith("#") and line[len(name)] in " {":
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 async def sampler(client: httpx.AsyncClient, pids: dict[str, list[int]], every_s: float, stop: asyncio.Event, tally: Tally, rows: list[dict], t0: float):
     while True:
-        text = (await client.get("/metrics")).text
+        counts = select((await client.get("/metrics")).text, GAUGES)
         rows.append({
             "t_s": round(time.monotonic() - t0, 1),
             **{f"rss_{k.lower()}_mib": round(rss_mib(v), 1) for k, v in pids.items()},
-            "frontend_in_flight": metric(text, "kvyard_in_flight_requests"),
-            "engine_in_flight": metric(text, "kvyard_engine_in_flight_requests"),
-            "engine_aborted": metric(text, "kvyard_engine_aborted_total"),
+            "frontend_in_flight": counts.get("kvyard_in_flight_requests", 0.0),
+            "engine_in_flight": counts.get("kvyard_engine_in_flight_requests", 0.0),
+            "engine_aborted": counts.get("kvyard_engine_aborted_total", 0.0),
             "ok": tally.ok, "failed": tally.failed, "abandoned": tally.abandoned,
         })  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
