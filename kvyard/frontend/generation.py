@@ -213,8 +213,9 @@ class Generator:
             if route is not None:
                 prefill_to = route.prefill.worker if route.prefill else None
                 request = msgspec.structs.replace(request, route_to=route.decode.worker, prefill_to=prefill_to)
-                trace.step("kvyard.route", t_route, **route_attributes(route))
-                trace.set(**route_attributes(route))
+                chosen = route_attributes(route)
+                trace.step("kvyard.route", t_route, **chosen)
+                trace.set(**chosen)
             trace.set(**{"kvyard.request_id": request.request_id, "kvyard.session": options.session, "kvyard.prompt_tokens": len(prompt_ids)})
             parser = TurnRecorder(  # records the assistant message for the token-exact history
                 self.parser_cls(
