@@ -15,14 +15,23 @@ from typing import Any
 import msgspec
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
 
 from kvyard import metrics
-from kvyard.api import anthropic, openai_chat, responses
-from kvyard.api.common import anthropic_error, decode_body, hmac_signer, openai_error, process_signer
+from kvyard.api import anthropic, openai_chat, openapi, responses
+from kvyard.api.common import Extensions, anthropic_error, decode_body, hmac_signer, openai_error, process_signer
 from kvyard.api.streams import ApiExchange, ChatExchange, MessagesExchange, ResponsesExchange
 from kvyard.config import AppConfig
 from kvyard.deployments.handles import ServePool
-from kvyard.errors import InvalidRequest, KvyardError, ModelNotFound, RequestTooLarge, as_kvyard_error
+from kvyard.errors import (
+    InvalidRequest,
+    KvyardError,
+    MethodNotAllowed,
+    ModelNotFound,
+    RequestTooLarge,
+    RouteNotFound,
+    as_kvyard_error,
+)
 from kvyard.frontend.forcing import forced_call_regex
 from kvyard.frontend.generation import GenerationOptions, Generator
 from kvyard.frontend.stability import StabilityTracker
@@ -39,23 +48,24 @@ from kvyard.tracing import RequestTrace, configure_from_env, now_ns
 log = logging.getLogger("kvyard.frontend")
 
 app = FastAPI(title="kvyard", description="OpenAI and Anthropic APIs over disaggregated vLLM engines")
+app.openapi = openapi.document  # /openapi.json with the request bodies (the handlers read raw requests)
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
-class StructuredOutputs(msgspec.Struct):
-    regex: str | None = None
-    json: dict[str, Any] | None = None
-
-
-class Extensions(msgspec.Struct):
-    """kvyard/vLLM request extensions every API accepts: constrain the output (vLLM's field name)."""
-
-    structured_outputs: StructuredOutputs | None = None
-    metadata: dict[str, Any] | None = None
-    """Anthropic/OpenAI request metadata; ``metadata.kvyard_replay`` overrides the replay policy."""
-    cache_salt: str | None = None
-    """vLLM's field: a further split of the caller's prefix cache (chained after the tenant's salt)."""
+@app.exception_handler(HTTPException)
+async def routing_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's routing errors (no such path, wrong method) in the shape of the API asked."""
+    path = request.url.path.removeprefix(request.scope.get("root_path", "").rstrip("/"))
+    if exc.status_code == 405:
+        err: KvyardError = MethodNotAllowed(f"{request.method} is not allowed on {path}")
+    elif exc.status_code == 404:
+        err = RouteNotFound(f"there is no endpoint {path}")
+    else:  # no kvyard route raises another; kept in the API's shape all the same
+        err = InvalidRequest(str(exc.detail))
+        err.status = exc.status_code
+    shape = anthropic_error if path.startswith("/v1/messages") else openai_error
+    return JSONResponse(shape(err), err.status, headers=exc.headers)
 
 
 def _replica_id() -> str:

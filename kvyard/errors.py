@@ -32,6 +32,18 @@ class ModelNotFound(KvyardError):
     kind = "not_found_error"
 
 
+class RouteNotFound(KvyardError):
+    """No endpoint at this path."""
+
+    status = 404
+    kind = "not_found_error"
+
+
+class MethodNotAllowed(KvyardError):
+    status = 405
+    kind = "invalid_request_error"
+
+
 class RequestTooLarge(KvyardError):
     status = 413
     kind = "request_too_large"

@@ -49,11 +49,12 @@ import binascii
 import re
 import uuid
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from kvyard.api.common import (
+    TopP,
     anthropic_error,
     decode_body,
     process_signer,
@@ -145,9 +146,9 @@ class MessagesRequest(msgspec.Struct):
     system: str | list[SystemBlock] | None = None
     stop_sequences: list[str] | None = None
     stream: bool = False
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    top_p: TopP | None = None
+    top_k: Annotated[int, msgspec.Meta(ge=0)] | None = None
     tools: list[ToolDef] | None = None
     tool_choice: ToolChoice | None = None
     thinking: ThinkingConfig | None = None

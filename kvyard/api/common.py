@@ -6,15 +6,41 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
 from kvyard.errors import InvalidRequest, KvyardError
 
 T = TypeVar("T")
+
+_AT = re.compile(r" - at `\$\.?(.*)`$")
+
+# Sampling values every engine accepts (vLLM refuses others, which would fail the request later).
+Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)]
+TopP = Annotated[float, msgspec.Meta(gt=0, le=1)]
+TopK = Annotated[int, msgspec.Meta(ge=-1)]
+"""0 or -1: no top-k."""
+Seed = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+"""A 64-bit integer (the engines' random generators take no other)."""
+
+
+class StructuredOutputs(msgspec.Struct):
+    regex: str | None = None
+    json: dict[str, Any] | None = None
+
+
+class Extensions(msgspec.Struct):
+    """kvyard/vLLM request extensions every API accepts: constrain the output (vLLM's field name)."""
+
+    structured_outputs: StructuredOutputs | None = None
+    metadata: dict[str, Any] | None = None
+    """Anthropic/OpenAI request metadata; ``metadata.kvyard_replay`` overrides the replay policy."""
+    cache_salt: str | None = None
+    """vLLM's field: a further split of the caller's prefix cache (chained after the tenant's salt)."""
 
 
 def decode_body(body: bytes, schema: type[T]) -> T:
@@ -24,9 +50,12 @@ def decode_body(body: bytes, schema: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=schema)
     except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"invalid request: {exc}") from None
+        at = _AT.search(str(exc))
+        raise InvalidRequest(f"invalid request: {exc}", param=(at.group(1) or None) if at else None) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:  # msgspec's depth limit (about 1000 nested arrays/objects)
+        raise InvalidRequest("the body is nested too deeply") from None
 
 
 def parse_arguments(arguments: str | dict[str, Any]) -> dict[str, Any]:
@@ -37,6 +66,8 @@ def parse_arguments(arguments: str | dict[str, Any]) -> dict[str, Any]:
         value = json.loads(arguments or "{}")
     except json.JSONDecodeError:
         raise InvalidRequest("a tool call's 'arguments' is not valid JSON") from None
+    except RecursionError:
+        raise InvalidRequest("a tool call's 'arguments' is nested too deeply") from None
     if not isinstance(value, dict):
         raise InvalidRequest("a tool call's 'arguments' must be a JSON object")
     return value

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from kvyard.api.common import decode_body, parse_arguments
+from kvyard.api.common import Seed, Temperature, TopK, TopP, decode_body, parse_arguments
 from kvyard.conversation import (
     Conversation,
     Message,
@@ -79,10 +79,10 @@ class ChatRequest(msgspec.Struct):
     stream_options: StreamOptions | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    seed: int | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    top_k: TopK | None = None
+    seed: Seed | None = None
     stop: str | list[str] | None = None
     n: int = 1
     tools: list[ToolDef] | None = None
@@ -108,13 +108,20 @@ def decode_request(body: bytes, default_max_tokens: int | None) -> tuple[ChatReq
         raise InvalidRequest("only n=1 is supported", param="n")
     conv = Conversation()
     system: list[str] = []
+    call_ids: set[str] = set()
     for i, m in enumerate(req.messages):
         text = _text(m.content)
         if m.role in ("system", "developer") and not conv.messages:
             system.append(text)
         elif m.role in ("tool", "function"):
-            if not m.tool_call_id and m.role == "tool":
-                raise InvalidRequest(f"messages[{i}]: a tool message needs 'tool_call_id'", param=f"messages[{i}]")
+            if m.role == "tool":
+                if not m.tool_call_id:
+                    raise InvalidRequest(f"messages[{i}]: a tool message needs 'tool_call_id'", param=f"messages[{i}].tool_call_id")
+                if m.tool_call_id not in call_ids:
+                    raise InvalidRequest(
+                        f"messages[{i}].tool_call_id: no assistant tool call with id {m.tool_call_id!r} before this tool message",
+                        param=f"messages[{i}].tool_call_id",
+                    )
             conv.messages.append(Message("tool", [ToolResultPart(tool_call_id=m.tool_call_id or m.name or "", content=text)]))
         elif m.role == "assistant":
             parts: list[Any] = []
@@ -123,15 +130,23 @@ def decode_request(body: bytes, default_max_tokens: int | None) -> tuple[ChatReq
                 parts.append(ReasoningPart(text=reasoning))
             if text:
                 parts.append(TextPart(text))
-            for call in m.tool_calls or []:
-                parts.append(ToolCallPart(id=call.id, name=call.function.name, arguments=parse_arguments(call.function.arguments)))
+            for k, call in enumerate(m.tool_calls or []):
+                where = f"messages[{i}].tool_calls[{k}].function.arguments"
+                try:
+                    arguments = parse_arguments(call.function.arguments)
+                except InvalidRequest as exc:
+                    raise InvalidRequest(f"{where}: {exc.message}", param=where) from None
+                call_ids.add(call.id)
+                parts.append(ToolCallPart(id=call.id, name=call.function.name, arguments=arguments))
             conv.messages.append(Message("assistant", parts))
         else:
             conv.messages.append(Message(m.role, [TextPart(text)]))
     conv.system = "\n\n".join(system)
-    for t in req.tools or []:
+    for k, t in enumerate(req.tools or []):
         if t.type != "function" or t.function is None:
             raise InvalidRequest(f"unsupported tool type {t.type!r}: only function tools", param="tools")
+        if not t.function.name:
+            raise InvalidRequest(f"tools[{k}].function.name: a function tool needs a name", param=f"tools[{k}].function.name")
         conv.tools.append(Tool(name=t.function.name, description=t.function.description, parameters=t.function.parameters or empty_parameters()))
     if req.tool_choice == "none":
         conv.tools = []
@@ -254,8 +269,10 @@ def tool_choice(req: ChatRequest) -> tuple[Literal["auto", "none", "required"], 
         return "auto", None
     if choice in ("none", "required"):
         return choice, None
-    if isinstance(choice, dict) and isinstance(choice.get("function"), dict) and choice["function"].get("name"):
-        return "required", choice["function"]["name"]
+    function = choice.get("function") if isinstance(choice, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if isinstance(name, str) and name:
+        return "required", name
     raise InvalidRequest("tool_choice must be 'auto', 'none', 'required' or {'type': 'function', 'function': {'name': …}}", param="tool_choice")
 
 

@@ -57,6 +57,8 @@ from typing import Any, Literal
 import msgspec
 
 from kvyard.api.common import (
+    Temperature,
+    TopP,
     decode_body,
     parse_arguments,
     process_signer,
@@ -139,8 +141,8 @@ class ResponsesRequest(msgspec.Struct):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool = True
     max_output_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
     reasoning: ReasoningConfig | None = None
     prompt_cache_key: str | None = None
     store: bool | None = None
