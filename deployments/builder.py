@@ -15,7 +15,7 @@ from ray.serve.deployment import Application
 from kvyard.config import AppConfig, PoolConfig
 from kvyard.deployments.engine import EngineServer
 from kvyard.deployments.frontend import Frontend, app
-from kvyard.router.serve_router import KVAwareRequestRouter
+from kvyard.router.serve_router import KVAwareRequestRouter, RoundRobinRequestRouter
 
 
 def _actor_options(pool: PoolConfig) -> dict[str, Any]:
@@ -25,8 +25,12 @@ def _actor_options(pool: PoolConfig) -> dict[str, Any]:
     return options
 
 
-def _engine(name: str, pool: PoolConfig, max_ongoing: int, kv_aware: bool):
-    router = {"request_router_config": {"request_router_class": KVAwareRequestRouter}} if kv_aware else {}
+ROUTERS = {"kv_aware": KVAwareRequestRouter, "round_robin": RoundRobinRequestRouter}
+"""Serve request router per ``router.policy`` (``serve_default``: Serve's own)."""
+
+
+def _engine(name: str, pool: PoolConfig, max_ongoing: int, policy: str):
+    router = {"request_router_config": {"request_router_class": ROUTERS[policy]}} if policy in ROUTERS else {}
     return serve.deployment(
         EngineServer,
         name=name,
@@ -45,7 +49,6 @@ def build_app(args: dict[str, Any] | AppConfig | None = None) -> Application:
     cfg = args if isinstance(args, AppConfig) else AppConfig.model_validate(args or {})
     data = cfg.model_dump()
     max_ongoing = cfg.engine.max_num_seqs * 2
-    kv_aware = cfg.router.policy == "kv_aware"
     frontend = serve.deployment(
         serve.ingress(app)(Frontend),
         name="Frontend",
@@ -54,8 +57,8 @@ def build_app(args: dict[str, Any] | AppConfig | None = None) -> Application:
         max_ongoing_requests=1024,
     )
     if cfg.mode == "aggregated":
-        decode = _engine("Engine", cfg.decode, max_ongoing, kv_aware).bind(data, "aggregated")
+        decode = _engine("Engine", cfg.decode, max_ongoing, cfg.router.policy).bind(data, "aggregated")
         return frontend.bind(data, decode)
-    prefill = _engine("Prefill", cfg.prefill, max_ongoing, kv_aware).bind(data, "prefill")
-    decode = _engine("Decode", cfg.decode, max_ongoing, kv_aware).bind(data, "decode")
+    prefill = _engine("Prefill", cfg.prefill, max_ongoing, cfg.router.policy).bind(data, "prefill")
+    decode = _engine("Decode", cfg.decode, max_ongoing, cfg.router.policy).bind(data, "decode")
     return frontend.bind(data, decode, prefill)

@@ -40,7 +40,7 @@ from kvyard.policies.profiles import detect_profile, get_profile
 from kvyard.policies.replay import REPLAY_KWARG, replay_override
 from kvyard.policies.sanitizer import compile_rules
 from kvyard.router.kv_router import KvRouter
-from kvyard.router.serve_router import RouteTo
+from kvyard.router.serve_router import RouteTo, live_replicas
 from kvyard.router.session import session_id
 from kvyard.router.sessions import LocalSessions, RedisSessions
 from kvyard.tracing import RequestTrace, configure_from_env, now_ns
@@ -66,6 +66,15 @@ async def routing_error(request: Request, exc: HTTPException) -> Response:
         err.status = exc.status_code
     shape = anthropic_error if path.startswith("/v1/messages") else openai_error
     return JSONResponse(shape(err), err.status, headers=exc.headers)
+
+
+def _app_name() -> str:
+    try:
+        from ray import serve
+
+        return serve.get_replica_context().app_name
+    except Exception:  # outside a Serve replica (in-process tests)
+        return ""
 
 
 def _replica_id() -> str:
@@ -209,11 +218,12 @@ class Frontend:
 
     async def _engine_metrics(self) -> str:
         """Every live engine replica's counters, as Prometheus text (asked by replica id through
-        the KV-aware router; without it, one replica per pool per scrape)."""
+        kvyard's request routers; under Serve's own router, one replica per pool per scrape)."""
         lines: list[str] = []
         pools = [("decode", self.decode_handle)] + ([("prefill", self.prefill_handle)] if self.prefill_handle else [])
+        app_name = _app_name()
         for pool, handle in pools:
-            targets = sorted(self.router.live(pool)) if self.router is not None else []
+            targets = sorted(live_replicas().ids(f"{app_name}/{handle.deployment_name}"))
             calls = [handle.stats.remote(RouteTo(t)) for t in targets] or [handle.stats.remote()]
             for call in calls:
                 try:

@@ -113,10 +113,10 @@ class FrontendConfig(_Strict):
 class RouterConfig(_Strict):
     """How the frontend picks engine replicas."""
 
-    policy: Literal["kv_aware", "serve_default"] = Field(
+    policy: Literal["kv_aware", "round_robin", "serve_default"] = Field(
         "kv_aware",
         description="kv_aware: longest cached prefix (from the engines' KV events) against load, with session "
-        "affinity; serve_default: Ray Serve's power-of-two-choices on queue length.",
+        "affinity; round_robin: each replica in turn; serve_default: Ray Serve's power-of-two-choices on queue length.",
     )
     weights: RouterWeights = Field(default_factory=RouterWeights, description="Cost weights of the kv_aware decision.")
 

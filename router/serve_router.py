@@ -1,5 +1,6 @@
 """Ray Serve glue: a ``RequestRouter`` that sends a request to the replica kvyard's KV-aware
-decision named, and otherwise to the candidate with the shortest queue.
+decision named, and otherwise to the candidate with the shortest queue (or, for the round-robin
+policy, to each replica in turn).
 
 The decision itself happens in the frontend (``router.kv_router``), which needs the live replica
 set: every router instance (one per deployment handle, in the caller's process) publishes the
@@ -69,10 +70,27 @@ class KVAwareRequestRouter(FIFOMixin, RequestRouter):
             chosen = [r for r in candidate_replicas if r.replica_id.unique_id == hint]
             if chosen:
                 others = [r for r in candidate_replicas if r.replica_id.unique_id != hint]
-                return [chosen, self._by_queue(others)] if others else [chosen]
-        return [self._by_queue(candidate_replicas)]
+                return [chosen, self._unhinted(others)] if others else [chosen]
+        return [self._unhinted(candidate_replicas)]
 
-    def _by_queue(self, replicas: list[RunningReplica]) -> list[RunningReplica]:
+    def _unhinted(self, replicas: list[RunningReplica]) -> list[RunningReplica]:
         """Shortest known queue first (unknown queues count as empty)."""
         cache = self._replica_queue_len_cache
         return sorted(replicas, key=lambda r: cache.get(r.replica_id) or 0)
+
+
+class RoundRobinRequestRouter(KVAwareRequestRouter):
+    """``router.policy: round_robin``, the cache-blind baseline: each replica in turn (ordered by
+    id, so the turn survives replica-set updates); a full replica passes the request on in the same
+    order. Per-replica control calls (``RouteTo``) still reach their replica."""
+
+    _turn = 0
+
+    def _unhinted(self, replicas: list[RunningReplica]) -> list[RunningReplica]:
+        ordered = sorted(replicas, key=lambda r: r.replica_id.unique_id)
+        if not ordered:
+            return ordered
+        start = self._turn % len(ordered)
+        self._turn += 1
+        return ordered[start:] + ordered[:start]
+
