@@ -23,6 +23,7 @@ from kvyard.api.anthropic import MessagesRequest
 from kvyard.api.common import Extensions
 from kvyard.api.openai_chat import ChatRequest
 from kvyard.api.responses import ResponsesRequest
+from kvyard.frontend.render import RENDERER_OPTIONS
 from kvyard.policies.replay import POLICIES, REPLAY_HEADER
 
 REF = "#/components/schemas/{name}"
@@ -42,6 +43,11 @@ _DECODING_RULES: dict[str, dict[str, Any]] = {
         "max_tokens": _OPTIONAL_LIMIT,
         "max_completion_tokens": _OPTIONAL_LIMIT,
         "n": {"type": "integer", "const": 1, "default": 1},
+        "chat_template_kwargs": {
+            "anyOf": [{"type": "object", "propertyNames": {"not": {"enum": sorted(RENDERER_OPTIONS)}}}, {"type": "null"}],
+            "default": None,
+            "description": "Variables for the model's chat template (not the renderer's own options).",
+        },
         "tool_choice": {
             "anyOf": [
                 _MODES,

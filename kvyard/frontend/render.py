@@ -132,9 +132,24 @@ def template_tools(conv: Conversation) -> list[dict[str, Any]] | None:
     ]
 
 
+RENDERER_OPTIONS = frozenset(
+    ("conversation", "tools", "documents", "chat_template", "add_generation_prompt", "continue_final_message", "tokenize",
+     "padding", "truncation", "max_length", "return_tensors", "return_dict", "return_assistant_tokens_mask", "tokenizer_kwargs")
+)  # fmt: skip
+"""``apply_chat_template``'s own options: kvyard sets them, a request may not (a client-supplied
+``chat_template`` would run the caller's Jinja; vLLM refuses it too unless told to trust it)."""
+
+
 def template_kwargs_for_template(template_kwargs: dict[str, Any] | None) -> dict[str, Any]:
-    """``template_kwargs`` without kvyard's own ``kvyard_*`` keys."""
-    return {k: v for k, v in (template_kwargs or {}).items() if not k.startswith(RESERVED_PREFIX)}
+    """``template_kwargs`` without kvyard's own ``kvyard_*`` keys; a renderer option is refused."""
+    kwargs = {k: v for k, v in (template_kwargs or {}).items() if not k.startswith(RESERVED_PREFIX)}
+    refused = sorted(RENDERER_OPTIONS.intersection(kwargs))
+    if refused:
+        raise InvalidRequest(
+            f"chat_template_kwargs may only set the chat template's own variables, not {', '.join(refused)} (kvyard renders the prompt)",
+            param="chat_template_kwargs",
+        )
+    return kwargs
 
 
 # --- turn format -----------------------------------------------------------------------------

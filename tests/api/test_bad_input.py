@@ -235,10 +235,19 @@ def test_a_chat_tool_choice_that_names_no_function(client, choice):
     assert err["param"] == "tool_choice"
 
 
-@pytest.mark.parametrize("kwargs", [{"tokenize": True}, {"tools": 5}, {"add_generation_prompt": False}])
-def test_chat_template_kwargs_that_clash_with_the_renderer(client, kwargs):
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"tokenize": True}, {"tools": 5}, {"add_generation_prompt": False}, {"chat_template": "{{ raise_exception('x') }}"},
+     {"continue_final_message": True}, {"return_dict": True}],
+)  # fmt: skip
+def test_chat_template_kwargs_that_set_renderer_options_are_refused(client, kwargs):
     err = error("chat", post(client, "chat", APIS["chat"][1], chat_template_kwargs=kwargs), 400)
-    assert "chat template" in err["message"]
+    assert "chat template" in err["message"] and next(iter(kwargs)) in err["message"]
+    assert err["param"] == "chat_template_kwargs"
+
+
+def test_chat_template_kwargs_reach_the_template(client):
+    assert post(client, "chat", APIS["chat"][1], chat_template_kwargs={"enable_thinking": False}).status_code == 200
 
 
 def test_a_session_id_with_a_line_break_reaches_no_endpoint(client):
