@@ -8,6 +8,7 @@ buffer device matching the engine device, and its own NIXL side-channel port (vL
 from __future__ import annotations
 
 import os
+import random
 import socket
 from typing import Any, Literal
 
@@ -27,8 +28,42 @@ def kv_transfer_config(role: Role, device: Literal["cpu", "cuda"]) -> dict[str, 
     }
 
 
-def free_port(host: str = "0.0.0.0") -> int:
-    """A TCP port the OS says is free now (used once per replica for the NIXL side channel)."""
+LISTEN_PORTS = (10000, 32767)
+"""Where ``free_port`` looks first: below Linux's default ephemeral range (32768-60999)."""
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _binds(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(host: str = "0.0.0.0", rng: random.Random | None = None, tries: int = 64) -> int:
+    """A TCP port free now, for a listener the engine binds later (NIXL side channel, KV events).
+
+    The port is picked at random outside the kernel's ephemeral range: a port the kernel handed
+    out with ``bind(0)`` can be handed to any outgoing connection (Ray opens many) or to another
+    replica's ``bind(0)`` before the engine binds it; a random port below the range is only taken
+    by another listener choosing the same one. Falls back to ``bind(0)``.
+    """
+    rng = rng or random.SystemRandom()
+    low, high = LISTEN_PORTS
+    ephemeral_low, ephemeral_high = _ephemeral_range()
+    for _ in range(tries):
+        port = rng.randint(low, high)
+        if not ephemeral_low <= port <= ephemeral_high and _binds(host, port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
