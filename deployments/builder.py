@@ -15,7 +15,7 @@ from ray.serve.deployment import Application
 from kvyard.config import AppConfig, PoolConfig
 from kvyard.deployments.engine import EngineServer
 from kvyard.deployments.frontend import Frontend, app
-from kvyard.router.serve_router import KVAwareRequestRouter, RoundRobinRequestRouter
+from kvyard.router.serve_router import HintedPowerOfTwoRequestRouter, KVAwareRequestRouter, RoundRobinRequestRouter
 
 
 def _actor_options(pool: PoolConfig) -> dict[str, Any]:
@@ -25,12 +25,13 @@ def _actor_options(pool: PoolConfig) -> dict[str, Any]:
     return options
 
 
-ROUTERS = {"kv_aware": KVAwareRequestRouter, "round_robin": RoundRobinRequestRouter}
-"""Serve request router per ``router.policy`` (``serve_default``: Serve's own)."""
+ROUTERS = {"kv_aware": KVAwareRequestRouter, "round_robin": RoundRobinRequestRouter, "serve_default": HintedPowerOfTwoRequestRouter}
+"""Serve request router per ``router.policy``; each also publishes its replicas and honours
+per-replica hints (``RouteTo``), which the frontend's metrics and KV-event calls use."""
 
 
 def _engine(name: str, pool: PoolConfig, max_ongoing: int, policy: str):
-    router = {"request_router_config": {"request_router_class": ROUTERS[policy]}} if policy in ROUTERS else {}
+    router = {"request_router_config": {"request_router_class": ROUTERS[policy]}}
     return serve.deployment(
         EngineServer,
         name=name,
@@ -55,6 +56,7 @@ def build_app(args: dict[str, Any] | AppConfig | None = None) -> Application:
         num_replicas=cfg.frontend.replicas,
         ray_actor_options={"num_cpus": cfg.frontend.num_cpus},
         max_ongoing_requests=1024,
+        request_router_config={"request_router_class": HintedPowerOfTwoRequestRouter},
     )
     if cfg.mode == "aggregated":
         decode = _engine("Engine", cfg.decode, max_ongoing, cfg.router.policy).bind(data, "aggregated")

@@ -8,6 +8,7 @@ own shape). ``serve.ingress(app)`` is applied by the builder.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -77,6 +78,17 @@ def _app_name() -> str:
         return ""
 
 
+def _own_deployment() -> tuple[str, Any] | tuple[()]:
+    """``("app/deployment", handle)`` of this replica's deployment; ``()`` outside Serve."""
+    try:
+        from ray import serve
+
+        ctx = serve.get_replica_context()
+    except Exception:
+        return ()
+    return f"{ctx.app_name}/{ctx.deployment}", serve.get_deployment_handle(ctx.deployment, ctx.app_name)
+
+
 def _replica_id() -> str:
     from ray import serve
 
@@ -106,6 +118,7 @@ class Frontend:
         self.limiter = ConcurrencyLimiter()
         self.router = self._make_router(cfg, decode, prefill)
         self.replica_id = _replica_id()
+        self._peers: tuple[str, Any] | tuple[()] | None = None  # _own_deployment(), at the first scrape
         self.generator = Generator(
             self.tokenizer,
             self.profile,
@@ -213,8 +226,35 @@ class Frontend:
 
     @app.get("/metrics")
     async def metrics_text(self) -> PlainTextResponse:
-        text = metrics.render().decode() + await self._engine_metrics()
+        text = (await self._frontend_metrics()).decode() + await self._engine_metrics()
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4", headers={"x-kvyard-frontend": self.replica_id})
+
+    async def metric_families(self, route: RouteTo | None = None) -> tuple[str, list[metrics.Family]]:
+        """This replica's id and metric families (a peer's scrape asks by replica id)."""
+        return self.replica_id, metrics.families()
+
+    async def _frontend_metrics(self, timeout_s: float = 5.0) -> bytes:
+        """Every live frontend replica's series, labelled by replica (``metrics.render_cluster``):
+        asked by id through the frontend deployment's own router; a replica that does not answer
+        in ``timeout_s`` is left out of this scrape."""
+        by_replica = {self.replica_id: metrics.families()}
+        if self._peers is None:
+            self._peers = _own_deployment()
+        if self._peers:
+            key, handle = self._peers
+
+            async def ask(replica: str) -> tuple[str, list[metrics.Family]]:
+                return await asyncio.wait_for(handle.metric_families.remote(RouteTo(replica)), timeout_s)
+
+            if not live_replicas().ids(key):  # this process's router for its own deployment starts with a first call
+                await asyncio.gather(ask(self.replica_id), return_exceptions=True)
+            others = sorted(live_replicas().ids(key) - by_replica.keys())
+            for replica, answer in zip(others, await asyncio.gather(*map(ask, others), return_exceptions=True)):
+                if isinstance(answer, BaseException):
+                    log.warning("metrics from frontend %s failed: %s", replica, answer)
+                else:  # keyed by the id it reports: a hint can fall through to another replica
+                    by_replica.setdefault(answer[0], answer[1])
+        return metrics.render_cluster(by_replica)
 
     async def _engine_metrics(self) -> str:
         """Every live engine replica's counters, as Prometheus text (asked by replica id through

@@ -1,12 +1,24 @@
-"""Prometheus metrics of a frontend replica, in one registry served at ``GET /metrics``.
+"""Prometheus metrics of a frontend replica, in one registry; ``GET /metrics`` serves them for
+every frontend replica at once.
 
 Engine-side counts (prefix-cache hits per pool, NIXL transfers) are reported by the engines with
 each request and by their ``stats()``; the frontend turns them into the series below.
+
+Cluster-wide exposition: the replica answering a scrape gathers each live frontend replica's
+``families()`` and renders them once (``render_cluster``), every sample labelled with the
+``frontend`` replica it came from. One scrape of any replica thus sees every replica's series,
+and ``sum()`` in PromQL adds them up; per-replica counters would otherwise depend on which
+replica the scrape happened to reach.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
+import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -53,6 +65,51 @@ parser_malformed_total = Counter(
 in_flight = Gauge("kvyard_in_flight_requests", "Requests being served by this frontend.", registry=REGISTRY)
 
 
+FRONTEND_LABEL = "frontend"
+
+
+class Family(msgspec.Struct, array_like=True):
+    """One metric family of one replica, as it travels between replicas."""
+
+    name: str
+    type: str
+    documentation: str
+    samples: list[tuple[str, dict[str, str], float]]
+
+
 def render() -> bytes:
-    """The Prometheus text exposition of this replica's metrics."""
+    """The Prometheus text exposition of this replica's metrics alone."""
     return generate_latest(REGISTRY)
+
+
+def families(registry: CollectorRegistry = REGISTRY) -> list[Family]:
+    """This replica's metric families (``*_created`` samples dropped: they are per-process)."""
+    return [
+        Family(m.name, m.type, m.documentation, [(s.name, dict(s.labels), s.value) for s in m.samples if not s.name.endswith("_created")])
+        for m in registry.collect()
+    ]
+
+
+class _Merged:
+    """A collector over already-gathered families (for ``generate_latest``)."""
+
+    def __init__(self, metrics: Iterable[Metric]):
+        self.metrics = list(metrics)
+
+    def collect(self) -> Iterable[Metric]:
+        return self.metrics
+
+
+def render_cluster(by_replica: Mapping[str, list[Family]]) -> bytes:
+    """One exposition of several replicas' families: each family once (first replica's help and
+    type), each sample labelled ``frontend=<replica id>``; replicas in id order."""
+    merged: dict[str, Metric] = {}
+    for replica in sorted(by_replica):
+        for fam in by_replica[replica]:
+            metric = merged.setdefault(fam.name, Metric(fam.name, fam.documentation, fam.type))
+            if metric.type != fam.type:  # a replica on another version: skip what cannot merge
+                continue
+            metric.samples.extend(Sample(name, {**labels, FRONTEND_LABEL: replica}, value) for name, labels, value in fam.samples)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Merged(merged.values()))
+    return generate_latest(registry)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from ray.serve._private.request_router.pow_2_router import PowerOfTwoChoicesRequestRouter
 from ray.serve.request_router import FIFOMixin, PendingRequest, RequestRouter, RunningReplica
 
 
@@ -57,20 +58,29 @@ def _hint(pending: PendingRequest | None) -> str | None:
     return getattr(pending.args[0], "route_to", None)
 
 
-class KVAwareRequestRouter(FIFOMixin, RequestRouter):
-    def update_replicas(self, replicas: list[RunningReplica]) -> None:
-        super().update_replicas(replicas)
-        live_replicas().update(f"{self._deployment_id.app_name}/{self._deployment_id.name}", replicas)
+def _hinted(candidates: list[RunningReplica], pending: PendingRequest | None) -> tuple[list[RunningReplica], list[RunningReplica]] | None:
+    """``(the hinted replica, the others)`` when the request names a live candidate, else None."""
+    hint = _hint(pending)
+    chosen = [r for r in candidates if r.replica_id.unique_id == hint] if hint is not None else []
+    return (chosen, [r for r in candidates if r.replica_id.unique_id != hint]) if chosen else None
 
+
+class _PublishesReplicas:
+    """Mixin: publish the replica set Serve gives this router to ``live_replicas()``."""
+
+    def update_replicas(self, replicas: list[RunningReplica]) -> None:
+        super().update_replicas(replicas)  # type: ignore[misc]
+        live_replicas().update(f"{self._deployment_id.app_name}/{self._deployment_id.name}", replicas)  # type: ignore[attr-defined]
+
+
+class KVAwareRequestRouter(_PublishesReplicas, FIFOMixin, RequestRouter):
     async def choose_replicas(
         self, candidate_replicas: list[RunningReplica], pending_request: PendingRequest | None = None
     ) -> list[list[RunningReplica]]:
-        hint = _hint(pending_request)
-        if hint is not None:
-            chosen = [r for r in candidate_replicas if r.replica_id.unique_id == hint]
-            if chosen:
-                others = [r for r in candidate_replicas if r.replica_id.unique_id != hint]
-                return [chosen, self._unhinted(others)] if others else [chosen]
+        hinted = _hinted(candidate_replicas, pending_request)
+        if hinted is not None:
+            chosen, others = hinted
+            return [chosen, self._unhinted(others)] if others else [chosen]
         return [self._unhinted(candidate_replicas)]
 
     def _unhinted(self, replicas: list[RunningReplica]) -> list[RunningReplica]:
@@ -94,3 +104,17 @@ class RoundRobinRequestRouter(KVAwareRequestRouter):
         self._turn += 1
         return ordered[start:] + ordered[:start]
 
+
+
+class HintedPowerOfTwoRequestRouter(_PublishesReplicas, PowerOfTwoChoicesRequestRouter):
+    """Ray Serve's default power-of-two-choices (with its locality preference), plus hints:
+    ``router.policy: serve_default`` for engines, and the frontend deployment, whose replicas ask
+    each other for their metrics by replica id."""
+
+    async def choose_replicas(
+        self, candidate_replicas: list[RunningReplica], pending_request: PendingRequest | None = None
+    ) -> list[list[RunningReplica]]:
+        hinted = _hinted(candidate_replicas, pending_request)
+        if hinted is not None:
+            return [hinted[0]]
+        return await super().choose_replicas(candidate_replicas, pending_request)

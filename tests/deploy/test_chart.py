@@ -109,8 +109,8 @@ def test_default_render_has_the_expected_objects(default_docs):
 
 
 def test_override_render_has_the_expected_objects(override_docs):
-    # External Redis: no Redis Deployment/Service; gateway and monitoring on.
-    assert kinds(override_docs) == ["ConfigMap", "HTTPRoute", "Ingress", "RayService", "ServiceMonitor"]
+    # External Redis: no Redis Deployment/Service; gateway and monitoring (its metrics Service) on.
+    assert kinds(override_docs) == ["ConfigMap", "HTTPRoute", "Ingress", "RayService", "Service", "ServiceMonitor"]
 
 
 @pytest.mark.parametrize("values", [None, OVERRIDE, AGGREGATED], ids=["default", "override", "aggregated"])
@@ -335,19 +335,33 @@ def test_ingress_override_keeps_sse_settings_and_adds_tls(override_docs):
     assert "https://kvyard.example.com/v1" in notes(OVERRIDE)
 
 
-def test_httproute_and_servicemonitor_target_the_serve_service(override_docs):
+def test_httproute_targets_the_serve_service(override_docs):
     serve_svc = one(override_docs, "RayService")["spec"]["serveService"]
     route = one(override_docs, "HTTPRoute")
     (rule,) = route["spec"]["rules"]
     assert rule["backendRefs"] == [{"name": serve_svc["metadata"]["name"], "port": 8000}]
     assert rule["timeouts"] == {"request": "3600s"}
     assert route["spec"]["parentRefs"] == [{"name": "gateway", "namespace": "gateway-system"}]
+
+
+def test_servicemonitor_scrapes_only_the_head_s_serve_port(override_docs):
+    """/metrics answers for the whole cluster, so one target: a Service over the head pod alone."""
     monitor = one(override_docs, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= serve_svc["metadata"]["labels"].items()
+    services = [d for d in override_docs if d["kind"] == "Service"]
+    (metrics_svc,) = [s for s in services if monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()]
+    serve_svc = one(override_docs, "RayService")["spec"]["serveService"]
+    assert not monitor["spec"]["selector"]["matchLabels"].items() <= serve_svc["metadata"]["labels"].items()
     (endpoint,) = monitor["spec"]["endpoints"]
-    assert endpoint["port"] in {p["name"] for p in serve_svc["spec"]["ports"]}
+    (port,) = [p for p in metrics_svc["spec"]["ports"] if p["name"] == endpoint["port"]]
     assert endpoint["path"] == "/metrics"
+    cluster = one(override_docs, "RayService")["spec"]["rayClusterConfig"]
+    head = cluster["headGroupSpec"]["template"]
+    assert metrics_svc["spec"]["selector"].items() <= head["metadata"]["labels"].items()
+    (container,) = head["spec"]["containers"]
+    assert port["targetPort"] in {p["name"] for p in container["ports"] if p["containerPort"] == 8000}
+    for group in cluster["workerGroupSpecs"]:
+        assert not metrics_svc["spec"]["selector"].items() <= group["template"]["metadata"]["labels"].items()
 
 
 # --- OpenTelemetry --------------------------------------------------------------------------

@@ -80,3 +80,26 @@ def test_explain_scores_every_live_worker(http):
     assert resp.status_code == 200, resp.text
     route = resp.json()["route"]
     assert len(route["prefill"]["costs_by_worker"]) == 2 and len(route["decode"]["costs_by_worker"]) == 2
+
+
+def test_one_scrape_shows_every_frontend_and_engine_replica(http):
+    """/metrics from any frontend replica carries every frontend's series (label ``frontend``) and
+    every engine replica's, so one Prometheus target sees the whole app."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    served: set[str] = set()
+    for _ in range(40):  # until both frontends have answered a request (and so counted one)
+        resp = http.post("/pd/v1/chat/completions", json={"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+        assert resp.status_code == 200
+        served.add(resp.headers["x-kvyard-frontend"])
+        if len(served) == 2:
+            break
+    assert len(served) == 2, served
+    for _ in range(2):  # whichever frontend answers the scrape
+        text = http.get("/pd/metrics").text
+        families = {f.name: f.samples for f in text_string_to_metric_families(text)}
+        frontends = {s.labels["frontend"] for s in families["kvyard_requests"] if s.name == "kvyard_requests_total"}
+        assert frontends == served, text
+        assert text.count("# TYPE kvyard_requests_total counter") == 1
+        engines = {(s.labels["pool"], s.labels["replica"]) for s in families["kvyard_engine_requests_total"]}
+        assert len(engines) == 4, engines  # 2 prefill + 2 decode
