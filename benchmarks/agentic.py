@@ -6,10 +6,20 @@ Systems (``--systems``, in this order by default):
 * ``kvyard``          kvyard as designed: frontend (sanitizer, replay, token-exact history),
                       KV-aware router over ``--engines`` aggregated vLLM engines.
 * ``kvyard-nosan``    the same with the sanitizer off (the billing line reaches the prompt).
-* ``kvyard-p2c``      the same with Ray Serve's default power-of-two-choices routing.
+* ``kvyard-rr``       the same with round-robin routing (``router.policy: round_robin``).
+* ``kvyard-p2c``      the same with Ray Serve's power-of-two-choices (not run by default).
 * ``vllm``            vLLM's own OpenAI server, one engine (``--enable-prefix-caching``).
 * ``vllm-router``     ``--engines`` vLLM servers behind ``vllm-router --policy cache_aware``
-                      (needs the ``vllm-router`` binary on PATH: ``pip install vllm-router``).
+                      (the ``bench`` extra installs the binary beside this Python).
+* ``ray-serve-llm``   Ray Serve LLM (``build_openai_app``) over ``--engines`` vLLM replicas with its
+                      ``PrefixCacheAffinityRouter`` (``benchmarks/peers/ray_serve_llm.py``).
+* ``dynamo``          NVIDIA Dynamo 1.6.1: its frontend with the KV router over ``--engines``
+                      ``dynamo.vllm`` workers (``benchmarks/peers/dynamo.py``; its own venv, built
+                      by ``benchmarks/peers/setup_dynamo.sh`` on first use).
+
+Every engine runs the same vLLM with the same settings: float32, block size 32, prefix caching,
+eager mode, 2 GiB of KV cache, the hermes tool parser and qwen3 reasoning parser for the peers
+(kvyard parses in its frontend).
 
 Every system gets the same workload (``kvyard bench workload harness``), the same client
 (``kvyard bench run``, Chat Completions, live replies) and the same yardstick: the trace's ideal
@@ -44,7 +54,7 @@ PROFILES = {
     "small": dict(sessions=6, concurrency=3, tasks=1, loops="2:3", system=5000, tools=3000, output=32),
     "full": dict(sessions=24, concurrency=8, tasks=2, loops="2:5", system=12000, tools=8000, output=64),
 }
-ALL = ["kvyard", "kvyard-nosan", "kvyard-p2c", "vllm", "vllm-router"]
+ALL = ["kvyard", "kvyard-nosan", "kvyard-rr", "ray-serve-llm", "vllm", "vllm-router", "dynamo"]
 
 
 def step(n: int, total: int, what: str) -> None:
@@ -78,16 +88,21 @@ class Kvyard:
         self.model, self.engines, self.redis_url = model, engines, redis_url
         self.port = None
 
-    def start(self, name: str) -> str:
+    def ensure_ray(self) -> None:
         import ray
         from ray import serve
-
-        from kvyard.deployments.builder import build_app
 
         if not ray.is_initialized():
             ray.init(num_cpus=8, include_dashboard=False, logging_level="WARNING")
             self.port = free_port()
             serve.start(http_options={"host": "127.0.0.1", "port": self.port})
+
+    def start(self, name: str) -> str:
+        from ray import serve
+
+        from kvyard.deployments.builder import build_app
+
+        self.ensure_ray()
         cfg = {
             "mode": "aggregated",
             "model": {"path": str(self.model), "served_name": "tiny", "max_model_len": MODEL["max_model_len"], "aliases": {"*": "tiny"}},
@@ -98,6 +113,8 @@ class Kvyard:
         }
         if name == "kvyard-nosan":
             cfg["sanitizer"] = {"default_rules": False}
+        if name == "kvyard-rr":
+            cfg["router"] = {"policy": "round_robin"}
         if name == "kvyard-p2c":
             cfg["router"] = {"policy": "serve_default"}
         serve.run(build_app(cfg), name=name, route_prefix=f"/{name}")
@@ -121,7 +138,7 @@ def vllm_server(model: Path, port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2"}
     argv = [PY, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--served-model-name", "tiny",
             "--host", "127.0.0.1", "--port", str(port), "--max-model-len", str(MODEL["max_model_len"]),
-            "--enable-prefix-caching", "--enable-prompt-tokens-details", "--dtype", "float32", "--block-size", "32",
+            "--enable-prefix-caching", "--enable-prompt-tokens-details", "--dtype", "float32", "--block-size", "32", "--enforce-eager",
             # the workload sends tools with tool_choice auto and Qwen3-style reasoning, as kvyard parses them
             "--enable-auto-tool-choice", "--tool-call-parser", "hermes", "--reasoning-parser", "qwen3"]  # fmt: skip
     return subprocess.Popen(argv, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
@@ -154,6 +171,7 @@ def main() -> int:
     p.add_argument("--baseline", default="vllm")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "agentic")
     p.add_argument("--models", type=Path, default=Path.home() / ".cache" / "kvyard" / "bench-models")
+    p.add_argument("--dynamo-venv", type=Path, default=ROOT / ".bench" / "dynamo-venv", help="built on first use")
     args = p.parse_args()
     prof = PROFILES[args.profile]
     systems = [s for s in args.systems.split(",") if s]
@@ -180,10 +198,26 @@ def main() -> int:
             step(i, total, f"{name}: starting")
             started = time.monotonic()
             procs: list[subprocess.Popen] = []
+            cleanups: list = []
             try:
                 if name.startswith("kvyard"):
                     url = kv.start(name)
                     metric = 'kvyard_prefix_cache_hit_tokens_total{pool="decode"}'
+                elif name == "ray-serve-llm":
+                    from peers.ray_serve_llm import RayServeLLM
+
+                    kv.ensure_ray()  # the same Ray and Serve proxy as the kvyard systems
+                    peer = RayServeLLM(model, args.engines, port=kv.port, max_model_len=MODEL["max_model_len"])
+                    cleanups.append(peer.stop)
+                    url = peer.start()
+                    metric = None
+                elif name == "dynamo":
+                    from peers.dynamo import Dynamo
+
+                    peer = Dynamo(model, args.engines, args.dynamo_venv, raw, MODEL["max_model_len"], free_port)
+                    cleanups.append(peer.stop)
+                    url = peer.start()
+                    metric = None
                 elif name == "vllm":
                     port = free_port()
                     procs.append(vllm_server(model, port, raw / f"{name}.log"))
@@ -224,6 +258,11 @@ def main() -> int:
                         kv.stop(name)
                     except Exception:
                         pass
+                for cleanup in cleanups:
+                    try:
+                        cleanup()
+                    except Exception as exc:
+                        print(f"  {name}: cleanup failed: {exc}", flush=True)
                 stop_procs(procs)
     finally:
         kv.close()
