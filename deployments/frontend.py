@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from kvyard import metrics
 from kvyard.api import anthropic, openai_chat, openapi, responses
 from kvyard.api.common import Extensions, anthropic_error, decode_body, hmac_signer, openai_error, process_signer
+from kvyard.api.disconnect import DisconnectAsMessage
 from kvyard.api.streams import ApiExchange, ChatExchange, MessagesExchange, ResponsesExchange
 from kvyard.config import AppConfig
 from kvyard.deployments.handles import ServePool
@@ -50,6 +51,7 @@ log = logging.getLogger("kvyard.frontend")
 
 app = FastAPI(title="kvyard", description="OpenAI and Anthropic APIs over disaggregated vLLM engines")
 app.openapi = openapi.document  # /openapi.json with the request bodies (the handlers read raw requests)
+app.add_middleware(DisconnectAsMessage)  # a client that left ends its stream quietly (see kvyard.api.disconnect)
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -258,8 +260,8 @@ class Frontend:
 
     async def _engine_metrics(self) -> str:
         """Every live engine replica's counters, as Prometheus text (asked by replica id through
-        kvyard's request routers; under Serve's own router, one replica per pool per scrape)."""
-        lines: list[str] = []
+        kvyard's request routers; one replica per pool if none is known yet)."""
+        stats: list[tuple[str, dict]] = []
         pools = [("decode", self.decode_handle)] + ([("prefill", self.prefill_handle)] if self.prefill_handle else [])
         app_name = _app_name()
         for pool, handle in pools:
@@ -267,17 +269,10 @@ class Frontend:
             calls = [handle.stats.remote(RouteTo(t)) for t in targets] or [handle.stats.remote()]
             for call in calls:
                 try:
-                    stats = await call
+                    stats.append((pool, await call))
                 except Exception as exc:  # a scrape must not fail because one replica is restarting
                     log.warning("stats from %s failed: %s", pool, exc)
-                    continue
-                labels = f'pool="{pool}",replica="{stats["replica"]}"'
-                lines.append(f'kvyard_engine_info{{{labels},node_id="{stats["node_id"]}"}} 1')
-                for key in ("prefix_queries", "prefix_hits", "kv_transfers", "kv_transfer_failures", "kv_bytes", "requests", "aborted"):
-                    lines.append(f"kvyard_engine_{key}_total{{{labels}}} {stats[key]}")
-                lines.append(f"kvyard_engine_kv_cache_usage{{{labels}}} {stats['kv_cache_usage']}")
-                lines.append(f"kvyard_engine_in_flight_requests{{{labels}}} {stats['in_flight']}")
-        return "\n".join(lines) + ("\n" if lines else "")
+        return metrics.render_engines(stats)
 
     @app.post("/v1/messages/count_tokens")
     async def count_tokens(self, request: Request) -> Response:

@@ -113,3 +113,33 @@ def render_cluster(by_replica: Mapping[str, list[Family]]) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Merged(merged.values()))
     return generate_latest(registry)
+
+
+ENGINE_SERIES: tuple[tuple[str, str, str, str], ...] = (
+    # (series, type, stats key, help)
+    ("kvyard_engine_info", "gauge", "", "An engine replica (always 1), with its node."),
+    ("kvyard_engine_prefix_queries_total", "counter", "prefix_queries", "Prompt tokens looked up in the engine's prefix cache."),
+    ("kvyard_engine_prefix_hits_total", "counter", "prefix_hits", "Prompt tokens found in the engine's prefix cache."),
+    ("kvyard_engine_kv_transfers_total", "counter", "kv_transfers", "KV transfers this engine took part in over NIXL (vLLM connector stats)."),
+    ("kvyard_engine_kv_transfer_failures_total", "counter", "kv_transfer_failures", "Failed NIXL transfers, handshakes and notifications."),
+    ("kvyard_engine_kv_bytes_total", "counter", "kv_bytes", "Bytes of KV moved over NIXL."),
+    ("kvyard_engine_requests_total", "counter", "requests", "Requests the engine started (counted at their first output)."),
+    ("kvyard_engine_aborted_total", "counter", "aborted", "Requests aborted because their caller went away."),
+    ("kvyard_engine_kv_cache_usage", "gauge", "kv_cache_usage", "Fraction of the engine's KV cache in use."),
+    ("kvyard_engine_in_flight_requests", "gauge", "in_flight", "Requests the engine is running or has queued."),
+)
+
+
+def render_engines(stats: list[tuple[str, dict]]) -> str:
+    """Prometheus text for engine replicas' ``stats()`` (``(pool, stats)`` pairs): each series once,
+    with its HELP and TYPE, one sample per replica labelled ``pool`` and ``replica``."""
+    lines: list[str] = []
+    for series, kind, key, help_text in ENGINE_SERIES:
+        lines += [f"# HELP {series} {help_text}", f"# TYPE {series} {kind}"]
+        for pool, st in stats:
+            labels = f'pool="{pool}",replica="{st["replica"]}"'
+            if not key:
+                lines.append(f'{series}{{{labels},node_id="{st["node_id"]}"}} 1')
+            else:
+                lines.append(f"{series}{{{labels}}} {st[key]}")
+    return "\n".join(lines) + "\n" if stats else ""

@@ -101,5 +101,5 @@ def test_one_scrape_shows_every_frontend_and_engine_replica(http):
         frontends = {s.labels["frontend"] for s in families["kvyard_requests"] if s.name == "kvyard_requests_total"}
         assert frontends == served, text
         assert text.count("# TYPE kvyard_requests_total counter") == 1
-        engines = {(s.labels["pool"], s.labels["replica"]) for s in families["kvyard_engine_requests_total"]}
+        engines = {(s.labels["pool"], s.labels["replica"]) for s in families["kvyard_engine_requests"]}
         assert len(engines) == 4, engines  # 2 prefill + 2 decode

@@ -174,7 +174,13 @@ def test_key_over_its_limit_gets_429_and_recovers(client, fb):
     )
 
 
-def test_client_disconnect_aborts_the_engine_request(client, fb):
+def serve_log_count(ray_cluster, needle: bytes) -> int:
+    logs = Path(ray_cluster.head_node.get_session_dir_path()) / "logs" / "serve"
+    return sum(p.read_bytes().count(needle) for p in logs.glob("replica_*.log"))
+
+
+def test_client_disconnect_aborts_the_engine_request(client, fb, ray_cluster):
+    tracebacks = serve_log_count(ray_cluster, b"TaskCancelledError")
     before = metric(engine_stats(client, fb), "kvyard_engine_aborted_total", pool="decode")
     started, stop, out = threading.Event(), threading.Event(), {}
     stop.set()  # leave at the first data line
@@ -189,6 +195,8 @@ def test_client_disconnect_aborts_the_engine_request(client, fb):
     text = engine_stats(client, fb)
     assert metric(text, "kvyard_engine_in_flight_requests") == 0
     assert metric(text, "kvyard_in_flight_requests") == 0
+    time.sleep(2)  # log files are flushed asynchronously
+    assert serve_log_count(ray_cluster, b"TaskCancelledError") == tracebacks, "a disconnect was logged as a failed request"
 
 
 def test_redis_killed_and_restarted_under_load_fails_no_request(client, fb, redis_server):

@@ -58,3 +58,17 @@ def test_a_family_whose_type_differs_on_one_replica_is_kept_from_the_first():
 
 def test_the_process_registry_renders_alone():
     assert b"kvyard_requests_total" in metrics.render_cluster({"only": metrics.families()})
+
+
+def test_engine_series_are_grouped_once_each_with_a_sample_per_replica():
+    def stats(replica: str, requests: int) -> dict:
+        return {"replica": replica, "node_id": "n1", "prefix_queries": 10, "prefix_hits": 4, "kv_transfers": 1, "kv_transfer_failures": 0,
+                "kv_bytes": 2048, "requests": requests, "aborted": 1, "kv_cache_usage": 0.25, "in_flight": 0}  # fmt: skip
+
+    text = metrics.render_engines([("decode", stats("d1", 3)), ("decode", stats("d2", 5)), ("prefill", stats("p1", 8))]).encode()
+    families = parsed(text)
+    assert {f: len(s) for f, s in families.items()} == {series.removesuffix("_total"): 3 for series, *_ in metrics.ENGINE_SERIES}
+    requests = {(s.labels["pool"], s.labels["replica"]): s.value for s in families["kvyard_engine_requests"]}
+    assert requests == {("decode", "d1"): 3, ("decode", "d2"): 5, ("prefill", "p1"): 8}
+    assert {s.labels["node_id"] for s in families["kvyard_engine_info"]} == {"n1"}
+    assert metrics.render_engines([]) == ""
