@@ -163,6 +163,36 @@ def bench_run(url: str, label: str, workload: Path, out: Path, model: Path, metr
     subprocess.run(argv, check=True)
 
 
+TTFT_AIM, REUSE_AIM = 0.5, 0.97
+"""kvyard's TTFT p50 at most half of the best peer's; its reuse at least 97% of the trace's ideal."""
+
+
+def aims(all_stats, ours: str = "kvyard") -> list[str]:
+    """The report's "Aims" section: kvyard against the best peer (lowest TTFT p50 among the
+    non-kvyard systems that answered), met or missed and by how much."""
+    by_label = {s.label: s for s in all_stats}
+    me = by_label.get(ours)
+    if me is None or me.ttft_s[0] is None:
+        return ["## Aims", "", f"`{ours}` has no results: nothing to compare.", ""]
+    peers = [s for s in all_stats if not s.label.startswith("kvyard") and s.ttft_s[0] is not None]
+    lines = ["## Aims", ""]
+    if peers:
+        best = min(peers, key=lambda s: s.ttft_s[0])
+        ratio = me.ttft_s[0] / best.ttft_s[0]
+        verdict = "met" if ratio <= TTFT_AIM else f"missed: {ratio / TTFT_AIM:.2f}x the aim"
+        errors = f" ({best.errors} of {best.requests} requests failed)" if best.errors else ""
+        lines.append(f"- TTFT p50: {ours} {me.ttft_s[0] * 1e3:.0f} ms, best peer `{best.label}`{errors} "
+                     f"{best.ttft_s[0] * 1e3:.0f} ms: {ratio:.2f}x (aim ≤ {TTFT_AIM}x): **{verdict}**.")  # fmt: skip
+    else:
+        lines.append("- TTFT p50: no peer answered, so there is no comparison.")
+    if me.reuse_of_ideal is None:
+        lines.append("- Reuse: no ideal computed (run with a tokenizer).")
+    else:
+        verdict = "met" if me.reuse_of_ideal >= REUSE_AIM else f"missed by {REUSE_AIM - me.reuse_of_ideal:.1%} of the ideal"
+        lines.append(f"- Reuse: {ours} {me.reuse_of_ideal:.1%} of the trace's ideal (aim ≥ {REUSE_AIM:.0%}): **{verdict}**.")
+    return [*lines, ""]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--profile", choices=sorted(PROFILES), default="small")
@@ -273,6 +303,10 @@ def main() -> int:
     results = [raw / f"{s}.jsonl" for s in systems if (raw / f"{s}.jsonl").exists()]
     command = f"python benchmarks/agentic.py --profile {args.profile} --systems {args.systems} --engines {args.engines} --out {args.out}"
     report = write_report(results, args.out, baseline=args.baseline if args.baseline in systems else None, command=command)
+    from kvyard.bench.report import group, load, stats
+
+    with report.open("a") as f:
+        f.write("\n" + "\n".join(aims([stats(label, rs) for label, rs in group(load(results)).items()])))
     if skipped:
         with report.open("a") as f:
             f.write("\n## Systems that did not run\n\n" + "".join(f"- `{k}`: {v}\n" for k, v in skipped.items()))
