@@ -6,6 +6,8 @@ so that every test folder (engine, harness) shares one cluster.
 
 from __future__ import annotations
 
+import re
+
 import time
 
 NODE_CPUS = 2
@@ -63,17 +65,14 @@ def metric(text: str, name: str, **labels) -> float:
 
 
 
-def scrape_frontends(http, prefix: str, replicas: int = 2, tries: int = 40) -> dict[str, str]:
-    """/metrics of every frontend replica (each keeps its own request counters), by replica id."""
-    seen: dict[str, str] = {}
+def scrape_app(http, prefix: str, frontends: int = 2, tries: int = 40) -> str:
+    """/metrics of the app once it shows every frontend replica (any replica answers for all of
+    them, label ``frontend``; a replica that just started may not know its peers yet)."""
+    seen: set[str] = set()
     for _ in range(tries):
-        resp = http.get(f"{prefix}/metrics")
-        seen[resp.headers["x-kvyard-frontend"]] = resp.text
-        if len(seen) == replicas:
-            return seen
-    raise AssertionError(f"saw {len(seen)} of {replicas} frontend replicas in {tries} scrapes")
-
-
-def frontend_total(scrapes: dict[str, str], name: str, **labels) -> float:
-    """A frontend counter summed over frontend replicas."""
-    return sum(metric(text, name, **labels) for text in scrapes.values())
+        text = http.get(f"{prefix}/metrics").text
+        seen = set(re.findall(r'frontend="([^"]+)"', text))
+        if len(seen) >= frontends:
+            return text
+        time.sleep(0.5)
+    raise AssertionError(f"/metrics showed {len(seen)} of {frontends} frontend replicas in {tries} scrapes")
