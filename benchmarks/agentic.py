@@ -22,7 +22,7 @@ eager mode, 2 GiB of KV cache, the hermes tool parser and qwen3 reasoning parser
 (kvyard parses in its frontend).
 
 Every system gets the same workload (``kvyard bench workload harness``), the same client
-(``kvyard bench run``, Chat Completions, live replies) and the same yardstick: the trace's ideal
+(``kvyard bench run``, Chat Completions, or Anthropic Messages with ``--api messages``, live replies) and the same yardstick: the trace's ideal
 reuse, computed from the prompts actually sent, rendered by the model's own chat template. The
 report (``kvyard bench report``) has TTFT/ITL/E2E percentiles, cache reuse against the ideal,
 ratios against ``--baseline``, and plots.
@@ -155,8 +155,8 @@ def stop_procs(procs: list[subprocess.Popen]) -> None:
             os.killpg(p.pid, signal.SIGKILL)
 
 
-def bench_run(url: str, label: str, workload: Path, out: Path, model: Path, metric: str | None) -> None:
-    argv = [PY, "-m", "kvyard.cli", "bench", "run", "--url", url, "--api", "chat", "--workload", str(workload),
+def bench_run(url: str, label: str, workload: Path, out: Path, model: Path, metric: str | None, api: str = "chat") -> None:
+    argv = [PY, "-m", "kvyard.cli", "bench", "run", "--url", url, "--api", api, "--workload", str(workload),
             "--out", str(out), "--label", label, "--model", "tiny", "--tokenizer", str(model)]  # fmt: skip
     if metric:
         argv += ["--metrics-url", f"{url}/metrics", "--metric", metric]
@@ -199,6 +199,8 @@ def main() -> int:
     p.add_argument("--systems", default=",".join(ALL))
     p.add_argument("--engines", type=int, default=2)
     p.add_argument("--baseline", default="vllm")
+    p.add_argument("--api", choices=["chat", "messages"], default="chat",
+                   help="messages: Anthropic Messages, as Claude Code sends it (kvyard, vllm and dynamo serve it)")  # fmt: skip
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "agentic")
     p.add_argument("--models", type=Path, default=Path.home() / ".cache" / "kvyard" / "bench-models")
     p.add_argument("--dynamo-venv", type=Path, default=ROOT / ".bench" / "dynamo-venv", help="built on first use")
@@ -278,7 +280,7 @@ def main() -> int:
                     skipped[name] = "unknown system"
                     continue
                 print(f"  {name} ready in {time.monotonic() - started:.0f}s at {url}", flush=True)
-                bench_run(url, name, workload, raw / f"{name}.jsonl", model, metric)
+                bench_run(url, name, workload, raw / f"{name}.jsonl", model, metric, args.api)
             except Exception as exc:  # one system failing to start must not lose the others' results
                 skipped[name] = f"{type(exc).__name__}: {exc}"
                 print(f"  {name} failed: {skipped[name]}", flush=True)
@@ -301,7 +303,7 @@ def main() -> int:
     from kvyard.bench.report import write_report
 
     results = [raw / f"{s}.jsonl" for s in systems if (raw / f"{s}.jsonl").exists()]
-    command = f"python benchmarks/agentic.py --profile {args.profile} --systems {args.systems} --engines {args.engines} --out {args.out}"
+    command = f"python benchmarks/agentic.py --profile {args.profile} --systems {args.systems} --engines {args.engines} --api {args.api} --out {args.out}"
     report = write_report(results, args.out, baseline=args.baseline if args.baseline in systems else None, command=command)
     from kvyard.bench.report import group, load, stats
 
