@@ -5,7 +5,8 @@ No etcd and no NATS: discovery through a file store (``DYN_DISCOVERY_BACKEND=fil
 TCP and KV events over ZMQ (Dynamo's defaults). Each worker runs the same vLLM (0.32, CPU) with the
 same settings as the other peers (float32, block size 32, eager, prefix caching, 2 GiB of KV cache)
 and publishes its KV events on its own ZMQ port, which the router follows. Tool calls and reasoning
-are parsed by Dynamo's own hermes and qwen3 parsers. The venv comes from ``setup_dynamo.sh`` (it says
+are parsed by Dynamo's own hermes and qwen3 parsers. The frontend also serves Anthropic Messages
+(``--enable-anthropic-api``, where it strips Claude Code's billing preamble by default). The venv comes from ``setup_dynamo.sh`` (it says
 what differs from Dynamo's supported vLLM 0.31 + CUDA setup).
 """
 
@@ -50,7 +51,7 @@ class Dynamo:
                "DYN_EVENT_PLANE": "zmq", "VLLM_CPU_KVCACHE_SPACE": "2", **dict.fromkeys(LOOPBACK, "127.0.0.1")}  # fmt: skip
         env.pop("PYTHONPATH", None)
         port = self.free_port()
-        self._spawn(["-m", "dynamo.frontend", "--http-host", "127.0.0.1", "--http-port", str(port), "--router-mode", "kv"], "dynamo-frontend.log", env)
+        self._spawn(["-m", "dynamo.frontend", "--http-host", "127.0.0.1", "--http-port", str(port), "--router-mode", "kv", "--enable-anthropic-api"], "dynamo-frontend.log", env)
         for k in range(self.engines):
             events = {"enable_kv_cache_events": True, "publisher": "zmq", "endpoint": f"tcp://*:{self.free_port()}"}
             self._spawn(["-m", "dynamo.vllm", "--model", str(self.model), "--served-model-name", "tiny",
