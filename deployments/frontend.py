@@ -118,7 +118,8 @@ class Frontend:
         self.decode_handle, self.prefill_handle = decode, prefill
         self.keys = KeyRing(cfg.frontend)
         self.limiter = ConcurrencyLimiter()
-        self.router = self._make_router(cfg, decode, prefill)
+        self.app_name = _app_name()
+        self.router = self._make_router(cfg, decode, prefill, self.app_name)
         self.replica_id = _replica_id()
         self._peers: tuple[str, Any] | tuple[()] | None = None  # _own_deployment(), at the first scrape
         self.generator = Generator(
@@ -136,17 +137,15 @@ class Frontend:
         log.info("frontend ready: model=%s profile=%s mode=%s", cfg.model.served_name, self.profile.name, cfg.mode)
 
     @staticmethod
-    def _make_router(cfg: AppConfig, decode: Any, prefill: Any) -> KvRouter | None:
+    def _make_router(cfg: AppConfig, decode: Any, prefill: Any, app_name: str) -> KvRouter | None:
         if cfg.router.policy != "kv_aware":
             return None
-        from ray import serve
-
         pools = {"decode": (decode.deployment_name, decode)}
         if prefill is not None:
             pools["prefill"] = (prefill.deployment_name, prefill)
         sessions = RedisSessions(cfg.redis_url) if cfg.redis_url else LocalSessions()
         return KvRouter(
-            app=serve.get_replica_context().app_name,
+            app=app_name,
             model=cfg.model.served_name,
             block_size=cfg.model.block_size,
             pools=pools,
@@ -263,9 +262,8 @@ class Frontend:
         kvyard's request routers; one replica per pool if none is known yet)."""
         stats: list[tuple[str, dict]] = []
         pools = [("decode", self.decode_handle)] + ([("prefill", self.prefill_handle)] if self.prefill_handle else [])
-        app_name = _app_name()
         for pool, handle in pools:
-            targets = sorted(live_replicas().ids(f"{app_name}/{handle.deployment_name}"))
+            targets = sorted(live_replicas().ids(f"{self.app_name}/{handle.deployment_name}"))
             calls = [handle.stats.remote(RouteTo(t)) for t in targets] or [handle.stats.remote()]
             for call in calls:
                 try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+from pathlib import Path
 from typing import Any, Literal
 
 Role = Literal["prefill", "decode", "aggregated"]
@@ -34,7 +35,7 @@ LISTEN_PORTS = (10000, 32767)
 
 def _ephemeral_range() -> tuple[int, int]:
     try:
-        low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
         return low, high
     except (OSError, ValueError):
         return 32768, 60999

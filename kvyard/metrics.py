@@ -77,11 +77,6 @@ class Family(msgspec.Struct, array_like=True):
     samples: list[tuple[str, dict[str, str], float]]
 
 
-def render() -> bytes:
-    """The Prometheus text exposition of this replica's metrics alone."""
-    return generate_latest(REGISTRY)
-
-
 def families(registry: CollectorRegistry = REGISTRY) -> list[Family]:
     """This replica's metric families (``*_created`` samples dropped: they are per-process)."""
     return [

@@ -105,7 +105,6 @@ class RoundRobinRequestRouter(KVAwareRequestRouter):
         return ordered[start:] + ordered[:start]
 
 
-
 class HintedPowerOfTwoRequestRouter(_PublishesReplicas, PowerOfTwoChoicesRequestRouter):
     """Ray Serve's default power-of-two-choices (with its locality preference), plus hints:
     ``router.policy: serve_default`` for engines, and the frontend deployment, whose replicas ask
