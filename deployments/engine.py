@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from kvyard.config import AppConfig
+from kvyard.deployments.cpu_cores import claim_cores, cores_wanted
 from kvyard.deployments.engine_stats import EngineCounters
 from kvyard.kvtransfer.connector import Role, free_port, kv_transfer_config, set_side_channel_env
 from kvyard.protocol import EngineChunk, EngineRequest, Sampling
@@ -70,6 +71,8 @@ class EngineServer:
         self.replica = f"{role}-{os.getpid()}"
         self.node_id = ray.get_runtime_context().get_node_id()
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.engine.cpu_kv_cache_gib))
+        if cfg.engine.device == "cpu":
+            self._bind_cpu_cores(cfg)
         connector = kv_transfer_config(role, cfg.engine.device)
         if connector is not None:
             # Decode recomputes blocks whose transfer failed: slower, never a wrong answer.
@@ -110,6 +113,15 @@ class EngineServer:
         started = time.monotonic()
         self.engine = AsyncLLM.from_engine_args(args, stat_loggers=[self.counters.logger_factory])
         log.info("%s: engine ready in %.1fs", self.replica, time.monotonic() - started)
+
+    def _bind_cpu_cores(self, cfg: AppConfig) -> None:
+        """Give this engine's model threads cores no other engine on the node uses (``cpu_cores``)."""
+        if "VLLM_CPU_OMP_THREADS_BIND" in os.environ or cfg.engine.cpu_cores == 0:
+            return
+        pool = cfg.prefill if self.role == "prefill" else cfg.decode
+        binding = claim_cores(cores_wanted(cfg.engine.cpu_cores, pool.num_cpus), cfg.engine.tensor_parallel_size)
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = binding  # read by the engine's worker processes
+        log.info("%s: model threads on CPU cores %s", self.replica, binding)
 
     async def generate(self, request: EngineRequest) -> AsyncIterator[EngineChunk]:
         """Stream the request's new tokens; the first chunk also reports prompt and cache counts."""

@@ -43,6 +43,13 @@ class EngineConfig(_Strict):
 
     device: Literal["cpu", "cuda"] = Field("cpu", description="Where the engines run; picks the NIXL buffer device too.")
     cpu_kv_cache_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE for CPU engines (GiB of RAM per engine).")
+    cpu_cores: int | None = Field(
+        None,
+        ge=0,
+        description="CPU engines: physical cores each engine replica binds its model threads to, claimed on the node so that "
+        "replicas never share cores while there are enough. None: the pool's num_cpus rounded up. 0: leave binding to vLLM "
+        "(its 'auto' binds every engine on a node to the same cores). VLLM_CPU_OMP_THREADS_BIND in the environment wins.",
+    )
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Fraction of GPU memory per engine (cuda only).")
     tensor_parallel_size: int = Field(1, ge=1, description="Tensor parallel degree per engine replica.")
     enforce_eager: bool = Field(True, description="Skip graph capture (required on CPU, faster startup everywhere).")
