@@ -10,6 +10,9 @@ Systems (``--systems``, in this order by default):
 * ``kvyard-p2c``      the same with Ray Serve's power-of-two-choices (not run by default).
 * ``vllm``            vLLM's own OpenAI server, one engine (``--enable-prefix-caching``).
 * ``vllm-router``     ``--engines`` vLLM servers behind ``vllm-router --policy cache_aware``
+* ``vllm-router-pinned`` the same with each vLLM server's model threads on a core of its own
+                      (``VLLM_CPU_OMP_THREADS_BIND``), as kvyard binds its CPU engines: the
+                      control that shows how much of kvyard's lead is that binding.
                       (the ``bench`` extra installs the binary beside this Python).
 * ``ray-serve-llm``   Ray Serve LLM (``build_openai_app``) over ``--engines`` vLLM replicas with its
                       ``PrefixCacheAffinityRouter`` (``benchmarks/peers/ray_serve_llm.py``).
@@ -49,12 +52,12 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-MODEL = dict(arch="qwen3", hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=512, max_model_len=16384, seed=0)
-PROFILES = {
-    "small": dict(sessions=6, concurrency=3, tasks=1, loops="2:3", system=5000, tools=3000, output=32),
-    "full": dict(sessions=24, concurrency=8, tasks=2, loops="2:5", system=12000, tools=8000, output=64),
+MODEL = dict(arch="qwen3", hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=512, seed=0)
+PROFILES = {  # context: every system's max_model_len, room for the longest prompt plus its output
+    "small": dict(sessions=6, concurrency=3, tasks=1, loops="2:3", system=5000, tools=3000, output=32, context=16384),
+    "full": dict(sessions=24, concurrency=8, tasks=2, loops="2:5", system=12000, tools=8000, output=64, context=32768),
 }
-ALL = ["kvyard", "kvyard-nosan", "kvyard-rr", "ray-serve-llm", "vllm", "vllm-router", "dynamo"]
+ALL = ["kvyard", "kvyard-nosan", "kvyard-rr", "ray-serve-llm", "vllm", "vllm-router", "vllm-router-pinned", "dynamo"]
 
 
 def step(n: int, total: int, what: str) -> None:
@@ -84,8 +87,8 @@ def free_port() -> int:
 class Kvyard:
     """kvyard on a local Ray, aggregated engines, one app at a time."""
 
-    def __init__(self, model: Path, engines: int, redis_url: str):
-        self.model, self.engines, self.redis_url = model, engines, redis_url
+    def __init__(self, model: Path, engines: int, redis_url: str, max_model_len: int):
+        self.model, self.engines, self.redis_url, self.max_model_len = model, engines, redis_url, max_model_len
         self.port = None
 
     def ensure_ray(self) -> None:
@@ -105,7 +108,7 @@ class Kvyard:
         self.ensure_ray()
         cfg = {
             "mode": "aggregated",
-            "model": {"path": str(self.model), "served_name": "tiny", "max_model_len": MODEL["max_model_len"], "aliases": {"*": "tiny"}},
+            "model": {"path": str(self.model), "served_name": "tiny", "max_model_len": self.max_model_len, "aliases": {"*": "tiny"}},
             "engine": {"cpu_kv_cache_gib": 2},
             "decode": {"replicas": self.engines, "num_cpus": 0.5},
             "frontend": {"num_cpus": 0.5},
@@ -134,10 +137,11 @@ class Kvyard:
             ray.shutdown()
 
 
-def vllm_server(model: Path, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2"}
+def vllm_server(model: Path, port: int, log: Path, max_model_len: int, cores: str | None = None) -> subprocess.Popen:
+    """``vllm serve``; ``cores`` binds its model threads (else vLLM's auto binding: the first core)."""
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", **({"VLLM_CPU_OMP_THREADS_BIND": cores} if cores else {})}
     argv = [PY, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--served-model-name", "tiny",
-            "--host", "127.0.0.1", "--port", str(port), "--max-model-len", str(MODEL["max_model_len"]),
+            "--host", "127.0.0.1", "--port", str(port), "--max-model-len", str(max_model_len),
             "--enable-prefix-caching", "--enable-prompt-tokens-details", "--dtype", "float32", "--block-size", "32", "--enforce-eager",
             # the workload sends tools with tool_choice auto and Qwen3-style reasoning, as kvyard parses them
             "--enable-auto-tool-choice", "--tool-call-parser", "hermes", "--reasoning-parser", "qwen3"]  # fmt: skip
@@ -216,14 +220,18 @@ def main() -> int:
     from kvyard.redis_server import RedisServer
 
     step(1, total, f"model and workload ({args.profile} profile)")
-    model = build_model("random", args.models / "agentic-qwen3-16k", **MODEL)
+    context = prof["context"]
+    model = build_model("random", args.models / f"agentic-qwen3-{context // 1024}k", max_model_len=context, **MODEL)
     workload = raw / "workload.jsonl"
     subprocess.run([PY, "-m", "kvyard.cli", "bench", "workload", "harness", "--out", str(workload),
                     "--sessions", str(prof["sessions"]), "--concurrency", str(prof["concurrency"]), "--tasks", str(prof["tasks"]),
                     "--tool-loops", prof["loops"], "--system-tokens", str(prof["system"]), "--tools-tokens", str(prof["tools"]),
                     "--output-tokens", str(prof["output"])], check=True)  # fmt: skip
     redis = RedisServer().start()
-    kv = Kvyard(model, args.engines, redis.url)
+    kv = Kvyard(model, args.engines, redis.url, context)
+    from kvyard.deployments.cpu_cores import usable_cores
+
+    usable = usable_cores()
     skipped: dict[str, str] = {}
     try:
         for i, name in enumerate(systems, start=2):
@@ -239,24 +247,24 @@ def main() -> int:
                     from peers.ray_serve_llm import RayServeLLM
 
                     kv.ensure_ray()  # the same Ray and Serve proxy as the kvyard systems
-                    peer = RayServeLLM(model, args.engines, port=kv.port, max_model_len=MODEL["max_model_len"])
+                    peer = RayServeLLM(model, args.engines, port=kv.port, max_model_len=context)
                     cleanups.append(peer.stop)
                     url = peer.start()
                     metric = None
                 elif name == "dynamo":
                     from peers.dynamo import Dynamo
 
-                    peer = Dynamo(model, args.engines, args.dynamo_venv, raw, MODEL["max_model_len"], free_port)
+                    peer = Dynamo(model, args.engines, args.dynamo_venv, raw, context, free_port)
                     cleanups.append(peer.stop)
                     url = peer.start()
                     metric = None
                 elif name == "vllm":
                     port = free_port()
-                    procs.append(vllm_server(model, port, raw / f"{name}.log"))
+                    procs.append(vllm_server(model, port, raw / f"{name}.log", context))
                     url = f"http://127.0.0.1:{port}"
                     wait_ready(url, 600, procs[0])
                     metric = None
-                elif name == "vllm-router":
+                elif name in ("vllm-router", "vllm-router-pinned"):
                     beside = Path(sys.executable).with_name("vllm-router")  # the bench extra installs it in the venv
                     binary = str(beside) if beside.exists() else shutil.which("vllm-router")
                     if binary is None:
@@ -265,7 +273,8 @@ def main() -> int:
                     workers = []
                     for k in range(args.engines):
                         port = free_port()
-                        procs.append(vllm_server(model, port, raw / f"{name}-engine{k}.log"))
+                        cores = str(usable[k % len(usable)]) if name == "vllm-router-pinned" else None
+                        procs.append(vllm_server(model, port, raw / f"{name}-engine{k}.log", context, cores))
                         workers.append(f"http://127.0.0.1:{port}")
                     for w, proc in zip(workers, procs):
                         wait_ready(w, 600, proc)

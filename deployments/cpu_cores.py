@@ -67,6 +67,11 @@ def _core_of(cpu: int) -> tuple[int, int]:
         return 0, cpu  # no topology exposed: treat every logical CPU as a core
 
 
+def usable_cores() -> list[int]:
+    """The physical cores (one logical CPU each) this process may run on."""
+    return physical_cores(os.sched_getaffinity(0), _core_of)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -81,7 +86,7 @@ def claim_cores(want: int, ranks: int = 1, path: Path = CLAIMS, pid: int | None 
     """Claim ``want`` cores on this node for process ``pid`` (this one by default) and return the
     ``VLLM_CPU_OMP_THREADS_BIND`` value for them."""
     pid = os.getpid() if pid is None else pid
-    usable = physical_cores(os.sched_getaffinity(0), _core_of)
+    usable = usable_cores()
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
