@@ -73,6 +73,7 @@ class EngineServer:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.engine.cpu_kv_cache_gib))
         if cfg.engine.device == "cpu":
             self._bind_cpu_cores(cfg)
+        self.cpu_cores = os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "") if cfg.engine.device == "cpu" else ""
         connector = kv_transfer_config(role, cfg.engine.device)
         if connector is not None:
             # Decode recomputes blocks whose transfer failed: slower, never a wrong answer.
@@ -169,7 +170,7 @@ class EngineServer:
         """Counters since start: prefix-cache hits, NIXL transfers, requests. ``target`` is a
         ``RouteTo`` when the caller wants this particular replica."""
         in_flight = self.engine.output_processor.get_num_unfinished_requests()
-        return {"replica": self.worker_id, "role": self.role, "node_id": self.node_id, "in_flight": in_flight, **self.counters.snapshot()}
+        return {"replica": self.worker_id, "role": self.role, "node_id": self.node_id, "cpu_cores": self.cpu_cores, "in_flight": in_flight, **self.counters.snapshot()}
 
     async def kv_events_endpoints(self, target: Any = None) -> dict[str, str]:
         """Where this engine publishes its KV events (ZMQ PUB) and serves their replay (ROUTER)."""

@@ -112,7 +112,7 @@ def render_cluster(by_replica: Mapping[str, list[Family]]) -> bytes:
 
 ENGINE_SERIES: tuple[tuple[str, str, str, str], ...] = (
     # (series, type, stats key, help)
-    ("kvyard_engine_info", "gauge", "", "An engine replica (always 1), with its node."),
+    ("kvyard_engine_info", "gauge", "", "An engine replica (always 1), with its node and the CPU cores its model threads are bound to."),
     ("kvyard_engine_prefix_queries_total", "counter", "prefix_queries", "Prompt tokens looked up in the engine's prefix cache."),
     ("kvyard_engine_prefix_hits_total", "counter", "prefix_hits", "Prompt tokens found in the engine's prefix cache."),
     ("kvyard_engine_kv_transfers_total", "counter", "kv_transfers", "KV transfers this engine took part in over NIXL (vLLM connector stats)."),
@@ -134,7 +134,7 @@ def render_engines(stats: list[tuple[str, dict]]) -> str:
         for pool, st in stats:
             labels = f'pool="{pool}",replica="{st["replica"]}"'
             if not key:
-                lines.append(f'{series}{{{labels},node_id="{st["node_id"]}"}} 1')
+                lines.append(f'{series}{{{labels},node_id="{st["node_id"]}",cpu_cores="{st.get("cpu_cores", "")}"}} 1')
             else:
                 lines.append(f"{series}{{{labels}}} {st[key]}")
     return "\n".join(lines) + "\n" if stats else ""

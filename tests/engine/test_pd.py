@@ -5,6 +5,7 @@ correct answer (test_pd_fallback.py)."""
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 from openai import OpenAI
@@ -73,11 +74,27 @@ def test_prefill_and_decode_replicas_run_on_their_own_nodes(http):
     info = [line for line in http.get("/pd/metrics").text.splitlines() if line.startswith("kvyard_engine_info")]
     placed = {}
     for line in info:
-        labels = dict(part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(","))
-        placed[labels["replica"].strip('"')] = (labels["pool"].strip('"'), labels["node_id"].strip('"'))
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        placed[labels["replica"]] = (labels["pool"], labels["node_id"])
     assert sorted(pool for pool, _ in placed.values()) == ["decode", "decode", "prefill", "prefill"]
     for pool, node in placed.values():
         assert pool in resources[node] and ({"prefill", "decode"} - {pool}).isdisjoint(resources[node])
+
+
+def test_cpu_engines_spread_their_model_threads_over_the_machines_cores(http):
+    """vLLM alone binds every engine on a machine to its first core; kvyard's claims spread them."""
+    from collections import Counter
+
+    from kvyard.deployments.cpu_cores import usable_cores
+
+    info = [line for line in http.get("/pd/metrics").text.splitlines() if line.startswith('kvyard_engine_info{pool="')]
+    bindings = [re.search(r'cpu_cores="([^"]*)"', line).group(1) for line in info]
+    assert len(bindings) == 4 and all(bindings), info
+    per_core = Counter(int(core) for binding in bindings for core in binding.split(","))
+    cores = usable_cores()
+    assert set(per_core) <= set(cores)
+    loads = [per_core[core] for core in cores[: len(bindings)]]
+    assert max(loads) - min(loads) <= 1, per_core  # 4 engines on 2 cores: 2 each, not 4 on core 0
 
 
 def test_openai_sdk_streaming_matches_non_streaming(serve_url):
