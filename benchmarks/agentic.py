@@ -35,6 +35,8 @@ prefix takes over a second on this machine (``--shared-tokens`` sets the prefix 
 
 Run (small profile, minutes): ``python benchmarks/agentic.py --profile small --out benchmarks/results/agentic``
 Full profile: ``python benchmarks/agentic.py --profile full --out benchmarks/results/agentic-full``
+(hours on a 2-core machine; ``--resume`` carries on after an interruption, keeping the systems that
+finished).
 """
 
 from __future__ import annotations
@@ -207,6 +209,8 @@ def main() -> int:
                    help="messages: Anthropic Messages, as Claude Code sends it (kvyard, vllm and dynamo serve it)")  # fmt: skip
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "agentic")
     p.add_argument("--models", type=Path, default=Path.home() / ".cache" / "kvyard" / "bench-models")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the results of systems that already finished in --out (each is written once complete) and run the rest")  # fmt: skip
     p.add_argument("--dynamo-venv", type=Path, default=ROOT / ".bench" / "dynamo-venv", help="built on first use")
     args = p.parse_args()
     prof = PROFILES[args.profile]
@@ -235,6 +239,9 @@ def main() -> int:
     skipped: dict[str, str] = {}
     try:
         for i, name in enumerate(systems, start=2):
+            if args.resume and (raw / f"{name}.jsonl").exists():
+                step(i, total, f"{name}: finished in an earlier run, kept ({raw / f'{name}.jsonl'})")
+                continue
             step(i, total, f"{name}: starting")
             started = time.monotonic()
             procs: list[subprocess.Popen] = []
