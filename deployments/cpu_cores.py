@@ -46,11 +46,14 @@ def pick_cores(usable: list[int], claims: Mapping[int, list[int]], want: int) ->
 
 
 def omp_binding(cores: list[int], ranks: int) -> str:
-    """``VLLM_CPU_OMP_THREADS_BIND``: the cores in ``ranks`` contiguous lists joined by ``|``."""
-    ranks = max(1, min(ranks, len(cores)))
-    size = len(cores) // ranks
-    groups = [cores[i * size : (i + 1) * size] for i in range(ranks)]
-    groups[-1] += cores[ranks * size :]
+    """``VLLM_CPU_OMP_THREADS_BIND``: the cores in ``ranks`` contiguous lists joined by ``|`` (vLLM
+    wants one list per rank; with fewer cores than ranks, ranks share them round robin)."""
+    if len(cores) < ranks:
+        groups = [[cores[i % len(cores)]] for i in range(ranks)]
+    else:
+        size = len(cores) // ranks
+        groups = [cores[i * size : (i + 1) * size] for i in range(ranks)]
+        groups[-1] += cores[ranks * size :]
     return "|".join(",".join(map(str, group)) for group in groups)
 
 
@@ -95,7 +98,7 @@ def claim_cores(want: int, ranks: int = 1, path: Path = CLAIMS, pid: int | None 
         with contextlib.suppress(ValueError):
             claims = {int(k): v for k, v in json.loads(f.read() or "{}").items()}
         claims = {p: cores for p, cores in claims.items() if p != pid and _alive(p)}
-        cores = pick_cores(usable, claims, want)
+        cores = pick_cores(usable, claims, max(want, ranks))
         shared = sorted(set(cores) & {c for cs in claims.values() for c in cs})
         claims[pid] = cores
         f.seek(0)

@@ -120,7 +120,11 @@ class EngineServer:
         if "VLLM_CPU_OMP_THREADS_BIND" in os.environ or cfg.engine.cpu_cores == 0:
             return
         pool = cfg.prefill if self.role == "prefill" else cfg.decode
-        binding = claim_cores(cores_wanted(cfg.engine.cpu_cores, pool.num_cpus), cfg.engine.tensor_parallel_size)
+        try:
+            binding = claim_cores(cores_wanted(cfg.engine.cpu_cores, pool.num_cpus), cfg.engine.tensor_parallel_size)
+        except OSError as exc:  # e.g. another user's claims file: run unbound rather than not at all
+            log.warning("%s: could not claim CPU cores (%s); vLLM binds the model threads itself", self.replica, exc)
+            return
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = binding  # read by the engine's worker processes
         log.info("%s: model threads on CPU cores %s", self.replica, binding)
 

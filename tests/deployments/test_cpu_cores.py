@@ -34,6 +34,7 @@ def test_binding_has_one_list_per_tensor_parallel_rank():
     assert omp_binding([0, 1, 2, 3], 1) == "0,1,2,3"
     assert omp_binding([0, 1, 2, 3], 2) == "0,1|2,3"
     assert omp_binding([4, 5, 6], 2) == "4|5,6"
+    assert omp_binding([3], 2) == "3|3"  # a machine with fewer cores than ranks: they share
 
 
 def test_cores_wanted_defaults_to_the_replicas_ray_cpus():
