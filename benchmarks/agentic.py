@@ -57,8 +57,10 @@ PY = sys.executable
 MODEL = dict(arch="qwen3", hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=512, seed=0)
 PROFILES = {  # context: every system's max_model_len, room for the longest prompt plus its output
     "small": dict(sessions=6, concurrency=3, tasks=1, loops="2:3", system=5000, tools=3000, output=32, context=16384),
-    "full": dict(sessions=24, concurrency=8, tasks=2, loops="2:5", system=12000, tools=8000, output=64, context=32768),
+    "full": dict(sessions=24, concurrency=8, tasks=2, loops="2:5", system=12000, tools=8000, output=64, context=32768, budget_min=30),
 }
+"""budget_min: minutes after which a system gets no new requests (cache-blind systems prefill every
+20k-token prompt cold, hours here); the report says which ran out and how much was not sent."""
 ALL = ["kvyard", "kvyard-nosan", "kvyard-rr", "ray-serve-llm", "vllm", "vllm-router", "vllm-router-pinned", "dynamo"]
 
 
@@ -161,9 +163,12 @@ def stop_procs(procs: list[subprocess.Popen]) -> None:
             os.killpg(p.pid, signal.SIGKILL)
 
 
-def bench_run(url: str, label: str, workload: Path, out: Path, model: Path, metric: str | None, api: str = "chat") -> None:
+def bench_run(url: str, label: str, workload: Path, out: Path, model: Path, metric: str | None, api: str = "chat",
+              budget_min: float | None = None) -> None:  # fmt: skip
     argv = [PY, "-m", "kvyard.cli", "bench", "run", "--url", url, "--api", api, "--workload", str(workload),
             "--out", str(out), "--label", label, "--model", "tiny", "--tokenizer", str(model)]  # fmt: skip
+    if budget_min:
+        argv += ["--budget", str(budget_min * 60)]
     if metric:
         argv += ["--metrics-url", f"{url}/metrics", "--metric", metric]
     subprocess.run(argv, check=True)
@@ -209,6 +214,7 @@ def main() -> int:
                    help="messages: Anthropic Messages, as Claude Code sends it (kvyard, vllm and dynamo serve it)")  # fmt: skip
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "agentic")
     p.add_argument("--models", type=Path, default=Path.home() / ".cache" / "kvyard" / "bench-models")
+    p.add_argument("--budget-min", type=float, help="per system: no new requests after this many minutes (default: the profile's)")
     p.add_argument("--resume", action="store_true",
                    help="keep the results of systems that already finished in --out (each is written once complete) and run the rest")  # fmt: skip
     p.add_argument("--dynamo-venv", type=Path, default=ROOT / ".bench" / "dynamo-venv", help="built on first use")
@@ -225,6 +231,7 @@ def main() -> int:
 
     step(1, total, f"model and workload ({args.profile} profile)")
     context = prof["context"]
+    budget_min = args.budget_min if args.budget_min is not None else prof.get("budget_min")
     model = build_model("random", args.models / f"agentic-qwen3-{context // 1024}k", max_model_len=context, **MODEL)
     workload = raw / "workload.jsonl"
     subprocess.run([PY, "-m", "kvyard.cli", "bench", "workload", "harness", "--out", str(workload),
@@ -296,7 +303,7 @@ def main() -> int:
                     skipped[name] = "unknown system"
                     continue
                 print(f"  {name} ready in {time.monotonic() - started:.0f}s at {url}", flush=True)
-                bench_run(url, name, workload, raw / f"{name}.jsonl", model, metric, args.api)
+                bench_run(url, name, workload, raw / f"{name}.jsonl", model, metric, args.api, budget_min)
             except Exception as exc:  # one system failing to start must not lose the others' results
                 skipped[name] = f"{type(exc).__name__}: {exc}"
                 print(f"  {name} failed: {skipped[name]}", flush=True)
@@ -320,6 +327,8 @@ def main() -> int:
 
     results = [raw / f"{s}.jsonl" for s in systems if (raw / f"{s}.jsonl").exists()]
     command = f"python benchmarks/agentic.py --profile {args.profile} --systems {args.systems} --engines {args.engines} --api {args.api} --out {args.out}"
+    if args.budget_min is not None:
+        command += f" --budget-min {args.budget_min:g}"
     report = write_report(results, args.out, baseline=args.baseline if args.baseline in systems else None, command=command)
     from kvyard.bench.report import group, load, stats
 

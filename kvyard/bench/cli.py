@@ -89,6 +89,7 @@ def add_parser(sub) -> None:
     r.add_argument("--concurrency", type=int, help="override the workload's cap (0 = none)")
     r.add_argument("--time-scale", type=float, default=1.0, help="multiply arrival times")
     r.add_argument("--timeout", type=float, default=600.0, help="per request, seconds")
+    r.add_argument("--budget", type=float, help="seconds after which no new request is sent (in-flight ones finish); the rest are counted as not sent")
     r.add_argument("--api-key")
     r.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="extra request header (repeatable)")
     r.add_argument("--session-header", help="header carrying the session id (default per API; '' for none)")
@@ -184,6 +185,7 @@ def _run(args, command: str) -> int:
         concurrency=args.concurrency,
         time_scale=args.time_scale,
         timeout_s=args.timeout,
+        budget_s=args.budget,
         api_key=args.api_key,
         session_header=args.session_header,
         headers=headers,
@@ -202,7 +204,8 @@ def _run(args, command: str) -> int:
     result = asyncio.run(run(workload, cfg))
     write_jsonl(args.out, [result.header, *result.records, result.footer])
     f = result.footer
-    print(f"{args.out}: {f.requests} requests in {f.wall_s:.1f} s, {f.errors} errors, ideal reuse from {result.header.ideal_source}")
+    unsent = f", {f.unsent} not sent (time budget)" if f.unsent else ""
+    print(f"{args.out}: {f.requests} requests in {f.wall_s:.1f} s, {f.errors} errors{unsent}, ideal reuse from {result.header.ideal_source}")
     return 0
 
 

@@ -153,6 +153,9 @@ class RunFooter(msgspec.Struct, tag="footer", tag_field="kind", omit_defaults=Tr
     sessions: int
     requests: int
     errors: int
+    unsent: int = 0
+    """Workload requests not sent because the run's time budget ran out."""
+    budget_s: float | None = None
     metrics_before: dict[str, float] = {}
     metrics_after: dict[str, float] = {}
     metrics_error: str = ""

@@ -59,6 +59,9 @@ class SystemStats(msgspec.Struct):
     cached_fraction: float | None
     metrics: dict[str, float]
     top_errors: list[tuple[str, int]]
+    unsent: int = 0
+    """Workload requests not sent: the run's time budget ran out first."""
+    budget_s: float | None = None
 
 
 def percentile(xs: Sequence[float], q: float) -> float | None:
@@ -119,6 +122,8 @@ def stats(label: str, runs: Sequence[Run]) -> SystemStats:
         cached_fraction=sum(r.cached_tokens for r in with_cache) / prompt if prompt else None,
         metrics=metrics,
         top_errors=Counter(r.error[:120] for r in records if r.error).most_common(3),
+        unsent=sum(r.footer.unsent for r in runs if r.footer),
+        budget_s=max((r.footer.budget_s for r in runs if r.footer and r.footer.budget_s), default=None),
     )
 
 
@@ -235,6 +240,14 @@ def markdown(runs: Sequence[Run], baseline: str | None = None, plots: Sequence[s
         ),
         "",
     ]
+    for s in all_stats:
+        if s.unsent:
+            budget = f" of {s.budget_s / 60:.0f} min" if s.budget_s else ""
+            lines += [
+                f"**`{s.label}` ran out of its time budget{budget}**: {s.unsent} of {s.requests + s.unsent} requests were not "
+                f"sent; its figures cover the {s.requests} it sent (the workload's earlier turns).",
+                "",
+            ]
     if baseline:
         lines += ratio_table(all_stats, baseline) + [""]
     metric_names = sorted({k for s in all_stats for k in s.metrics})

@@ -58,6 +58,7 @@ from kvyard.bench.records import (
 )
 from kvyard.bench.reuse import PromptTiming, ideal_cached
 from kvyard.bench.streams import FOLDS, SSEDecoder
+from kvyard.bench.workload import iter_sessions
 
 PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages", "responses": "/v1/responses"}
 SESSION_HEADERS = {"chat": "x-session-id", "messages": "x-claude-code-session-id", "responses": "session_id"}
@@ -76,6 +77,9 @@ class RunConfig:
     """None: the workload's."""
     time_scale: float = 1.0
     timeout_s: float = 600.0
+    budget_s: float | None = None
+    """Stop sending new requests this long after the start (in-flight ones finish); what was not
+    sent is counted in the footer. None: the whole workload."""
     api_key: str | None = None
     session_header: str | None = None
     """None: the API's usual one; "" sends none."""
@@ -238,6 +242,8 @@ class Runner:
         """Run ``s`` turn by turn; return its last reply's text (a subagent's result)."""
         history: list[Message] = []
         for turn, step in enumerate(s.steps):
+            if self._out_of_budget():
+                break
             texts: list[str] = []
             if step.subagents:
                 texts = list(await asyncio.gather(*(self._session(client, sub) for sub in step.subagents)))
@@ -264,6 +270,9 @@ class Runner:
             return
         async with slots:
             await self._session(client, s)
+
+    def _out_of_budget(self) -> bool:
+        return self.cfg.budget_s is not None and time.perf_counter() - self.t0 >= self.cfg.budget_s
 
     def _say(self, text: str) -> None:
         if self.cfg.progress:
@@ -322,6 +331,8 @@ class Runner:
             sessions=total,
             requests=len(records),
             errors=sum(1 for r in records if r.error),
+            unsent=sum(len(s.steps) for s in iter_sessions(self.w.sessions)) - len(records),
+            budget_s=cfg.budget_s,
             metrics_before=before,
             metrics_after=after,
             metrics_error=err_before or err_after,

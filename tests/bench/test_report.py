@@ -70,6 +70,13 @@ def test_markdown_tables_and_ratios(runs):
         markdown(runs, baseline="nope")
 
 
+def test_a_run_cut_off_by_its_time_budget_is_called_out(runs):
+    cut = Run(header("cold"), [rec(0, 30.0)], RunFooter(wall_s=1500.0, sessions=4, requests=1, errors=0, unsent=9, budget_s=1500.0))
+    md = markdown([*runs, cut])
+    assert "**`cold` ran out of its time budget of 25 min**: 9 of 10 requests were not sent" in md
+    assert "`fast` ran out" not in md and stats("cold", [cut]).unsent == 9
+
+
 def test_write_report_with_plots(runs, tmp_path):
     paths = []
     for r in runs:

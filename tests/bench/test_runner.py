@@ -182,3 +182,18 @@ async def test_tokenizer_ideal_ignores_the_billing_line(fake):
 async def test_scripted_replies_keep_the_workload_text(fake):
     await run(workload([step("q1"), step("q2")]), RunConfig(url=fake.url, api="chat", model="m", replies="scripted"))
     assert fake.requests[1]["body"]["messages"][2]["content"] == "scripted answer to q1"
+
+
+async def test_time_budget_stops_sending_and_counts_what_was_not_sent(fake):
+    w = workload([step("a1"), step("a2")], [step("b1"), step("b2")], [step("c1"), step("c2")], concurrency=1)
+    result = await run(w, RunConfig(url=fake.url, api="chat", model="m", budget_s=0.1))
+    f = result.footer
+    assert 1 <= f.requests < 6 and f.unsent == 6 - f.requests
+    assert all(r.t_send_s < 0.1 for r in result.records)  # nothing starts after the budget; in-flight ones finish
+    assert all(not r.error for r in result.records)
+    assert f.budget_s == 0.1
+
+
+async def test_a_run_within_its_budget_sends_everything(fake):
+    result = await run(workload([step("a1"), step("a2")]), RunConfig(url=fake.url, api="chat", model="m", budget_s=60))
+    assert result.footer.requests == 2 and result.footer.unsent == 0
