@@ -80,6 +80,24 @@ def _app_name() -> str:
         return ""
 
 
+async def ask_engines(pools: list[tuple[str, Any]], targets: Callable[[Any], list[str]], timeout_s: float = 5.0) -> list[tuple[str, dict]]:
+    """``(pool, stats)`` of every engine replica ``targets(handle)`` names, asked by replica id
+    through kvyard's request routers (one unhinted call for a pool with none known yet), all at
+    once. A replica that fails or does not answer within ``timeout_s`` (restarting, or a pool whose
+    replicas are all starting) is left out: a scrape never waits on a pool coming back."""
+    calls = [(pool, call) for pool, handle in pools for call in ([handle.stats.remote(RouteTo(t)) for t in targets(handle)] or [handle.stats.remote()])]
+    answers = await asyncio.gather(*(asyncio.wait_for(call, timeout_s) for _, call in calls), return_exceptions=True)
+    stats = []
+    for (pool, call), answer in zip(calls, answers):
+        if isinstance(answer, BaseException):
+            log.warning("stats from %s failed: %r", pool, answer)
+            if hasattr(call, "cancel"):
+                call.cancel()
+        else:
+            stats.append((pool, answer))
+    return stats
+
+
 def _own_deployment() -> tuple[str, Any] | tuple[()]:
     """``("app/deployment", handle)`` of this replica's deployment; ``()`` outside Serve."""
     try:
@@ -258,19 +276,9 @@ class Frontend:
         return metrics.render_cluster(by_replica)
 
     async def _engine_metrics(self) -> str:
-        """Every live engine replica's counters, as Prometheus text (asked by replica id through
-        kvyard's request routers; one replica per pool if none is known yet)."""
-        stats: list[tuple[str, dict]] = []
+        """Every live engine replica's counters, as Prometheus text."""
         pools = [("decode", self.decode_handle)] + ([("prefill", self.prefill_handle)] if self.prefill_handle else [])
-        for pool, handle in pools:
-            targets = sorted(live_replicas().ids(f"{self.app_name}/{handle.deployment_name}"))
-            calls = [handle.stats.remote(RouteTo(t)) for t in targets] or [handle.stats.remote()]
-            for call in calls:
-                try:
-                    stats.append((pool, await call))
-                except Exception as exc:  # a scrape must not fail because one replica is restarting
-                    log.warning("stats from %s failed: %s", pool, exc)
-        return metrics.render_engines(stats)
+        return metrics.render_engines(await ask_engines(pools, lambda h: sorted(live_replicas().ids(f"{self.app_name}/{h.deployment_name}"))))
 
     @app.post("/v1/messages/count_tokens")
     async def count_tokens(self, request: Request) -> Response:
