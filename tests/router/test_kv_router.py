@@ -40,7 +40,7 @@ def stored_payload(tokens: list[int]) -> bytes:
 def router():
     LIVE.update("t/Decode", [fake_replica("d1"), fake_replica("d2")])
     LIVE.update("t/Prefill", [fake_replica("p1"), fake_replica("p2")])
-    r = KvRouter(app="t", model="m", block_size=BS, pools={"decode": ("Decode", None), "prefill": ("Prefill", None)})
+    r = KvRouter(app="t", model="m", block_size=BS, pools={"decode": ("Decode", FakeHandle()), "prefill": ("Prefill", FakeHandle())})
     for pool, workers in (("decode", ("d1", "d2")), ("prefill", ("p1", "p2"))):
         for w in workers:
             r.indexes[pool].add_worker(w)
@@ -80,12 +80,20 @@ async def test_session_affinity_survives_a_tie(router):
     router.in_flight[first.decode.worker] += 5  # busier now, but the session bonus keeps it
     again = await router.route(PROMPT, None, "sess")
     assert again.decode.worker == first.decode.worker
-    router._sync_task.cancel()
+    await stop(router)
 
 
 def test_no_live_workers_means_no_decision(router):
     LIVE.by_deployment.clear()
     assert router.score(PROMPT, None) is None
+
+
+async def stop(router: KvRouter) -> None:
+    """Cancel what ``route()`` started: the replica-set sync and the KV-event subscriptions."""
+    for task in [router._sync_task, *router.subscriptions.values()]:
+        if task is not None:
+            task.cancel()
+    await asyncio.sleep(0)
 
 
 class FakeHandle:
@@ -136,4 +144,4 @@ async def test_a_burst_of_concurrent_requests_spreads_over_workers(router):
     for r in routes:
         router.end(r)
     assert not +router.in_flight
-    router._sync_task.cancel()
+    await stop(router)
