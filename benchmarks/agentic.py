@@ -57,8 +57,10 @@ PY = sys.executable
 MODEL = dict(arch="qwen3", hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=512, seed=0)
 PROFILES = {  # context: every system's max_model_len, room for the longest prompt plus its output
     "small": dict(sessions=6, concurrency=3, tasks=1, loops="2:3", system=5000, tools=3000, output=32, context=16384),
-    "full": dict(sessions=24, concurrency=8, tasks=2, loops="2:5", system=12000, tools=8000, output=64, context=32768, budget_min=30),
+    "full": dict(sessions=24, concurrency=8, tasks=2, loops="2:5", system=8000, tools=4500, output=64, context=40960, budget_min=30),
 }
+"""system/tools are the generator's word-sized units; the model's tokenizer makes ~1.6 tokens of each.
+The full profile's prompts run from ~20.4k tokens (first turns) to ~29k, the small one's from 13.6k to 16.4k."""
 """budget_min: minutes after which a system gets no new requests (cache-blind systems prefill every
 20k-token prompt cold, hours here); the report says which ran out and how much was not sent."""
 ALL = ["kvyard", "kvyard-nosan", "kvyard-rr", "ray-serve-llm", "vllm", "vllm-router", "vllm-router-pinned", "dynamo"]
