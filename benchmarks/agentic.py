@@ -59,10 +59,10 @@ PROFILES = {  # context: every system's max_model_len, room for the longest prom
     "small": dict(sessions=6, concurrency=3, tasks=1, loops="2:3", system=5000, tools=3000, output=32, context=16384),
     "full": dict(sessions=24, concurrency=8, tasks=2, loops="2:5", system=8000, tools=4500, output=64, context=40960, budget_min=30),
 }
-"""system/tools are the generator's word-sized units; the model's tokenizer makes ~1.6 tokens of each.
-The full profile's prompts run from ~20.4k tokens (first turns) to ~29k, the small one's from 13.6k to 16.4k."""
-"""budget_min: minutes after which a system gets no new requests (cache-blind systems prefill every
-20k-token prompt cold, hours here); the report says which ran out and how much was not sent."""
+"""system/tools: the generator's word-sized units; the model's tokenizer makes ~1.6 tokens of each.
+The full profile's prompts run from ~20.4k tokens (first turns) to ~29k, the small one's from 13.6k
+to 16.4k. budget_min: minutes after which a system gets no new requests (cache-blind systems prefill
+every 20k-token prompt cold, hours here); the report says which ran out and how much was not sent."""
 ALL = ["kvyard", "kvyard-nosan", "kvyard-rr", "ray-serve-llm", "vllm", "vllm-router", "vllm-router-pinned", "dynamo"]
 
 
