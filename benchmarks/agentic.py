@@ -10,10 +10,10 @@ Systems (``--systems``, in this order by default):
 * ``kvyard-p2c``      the same with Ray Serve's power-of-two-choices (not run by default).
 * ``vllm``            vLLM's own OpenAI server, one engine (``--enable-prefix-caching``).
 * ``vllm-router``     ``--engines`` vLLM servers behind ``vllm-router --policy cache_aware``
+                      (the ``bench`` extra installs the binary beside this Python).
 * ``vllm-router-pinned`` the same with each vLLM server's model threads on a core of its own
                       (``VLLM_CPU_OMP_THREADS_BIND``), as kvyard binds its CPU engines: the
                       control that shows how much of kvyard's lead is that binding.
-                      (the ``bench`` extra installs the binary beside this Python).
 * ``ray-serve-llm``   Ray Serve LLM (``build_openai_app``) over ``--engines`` vLLM replicas with its
                       ``PrefixCacheAffinityRouter`` (``benchmarks/peers/ray_serve_llm.py``).
 * ``dynamo``          NVIDIA Dynamo 1.6.1: its frontend with the KV router over ``--engines``

@@ -71,9 +71,7 @@ class EngineServer:
         self.replica = f"{role}-{os.getpid()}"
         self.node_id = ray.get_runtime_context().get_node_id()
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.engine.cpu_kv_cache_gib))
-        if cfg.engine.device == "cpu":
-            self._bind_cpu_cores(cfg)
-        self.cpu_cores = os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "") if cfg.engine.device == "cpu" else ""
+        self.cpu_cores = self._bind_cpu_cores(cfg) if cfg.engine.device == "cpu" else ""
         connector = kv_transfer_config(role, cfg.engine.device)
         if connector is not None:
             # Decode recomputes blocks whose transfer failed: slower, never a wrong answer.
@@ -115,18 +113,20 @@ class EngineServer:
         self.engine = AsyncLLM.from_engine_args(args, stat_loggers=[self.counters.logger_factory])
         log.info("%s: engine ready in %.1fs", self.replica, time.monotonic() - started)
 
-    def _bind_cpu_cores(self, cfg: AppConfig) -> None:
-        """Give this engine's model threads cores no other engine on the node uses (``cpu_cores``)."""
+    def _bind_cpu_cores(self, cfg: AppConfig) -> str:
+        """Give this engine's model threads cores no other engine on the node uses (``cpu_cores``);
+        return the binding vLLM will use ("" for its own automatic one)."""
         if "VLLM_CPU_OMP_THREADS_BIND" in os.environ or cfg.engine.cpu_cores == 0:
-            return
+            return os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "")
         pool = cfg.prefill if self.role == "prefill" else cfg.decode
         try:
             binding = claim_cores(cores_wanted(cfg.engine.cpu_cores, pool.num_cpus), cfg.engine.tensor_parallel_size)
         except OSError as exc:  # e.g. another user's claims file: run unbound rather than not at all
             log.warning("%s: could not claim CPU cores (%s); vLLM binds the model threads itself", self.replica, exc)
-            return
+            return ""
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = binding  # read by the engine's worker processes
         log.info("%s: model threads on CPU cores %s", self.replica, binding)
+        return binding
 
     async def generate(self, request: EngineRequest) -> AsyncIterator[EngineChunk]:
         """Stream the request's new tokens; the first chunk also reports prompt and cache counts."""
