@@ -16,7 +16,7 @@
 set -euo pipefail
 venv=${1:-.bench/dynamo-venv}
 step() { echo "[setup-dynamo $1/5] $2"; }
-if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import dynamo.vllm.args" 2>/dev/null; then
+if [ -f "$venv/.kvyard-dynamo-ready" ]; then  # written by step 5, after the import fixes
   echo "[setup-dynamo] $venv is ready"; exit 0
 fi
 step 1 "venv at $venv"
@@ -32,8 +32,10 @@ step 3 "ai-dynamo 1.6.1 without aisimulate"
 "$py" -m pip install -q --no-deps "ai-dynamo==1.6.1"
 "$py" -m pip uninstall -q -y torchvision torchaudio torchcodec || true
 step 4 "import fixes for vLLM 0.32 without torchvision"
-sp=$("$py" -c "import dynamo, os; print(os.path.dirname(dynamo.__file__))")/vllm
+# dynamo is a namespace package (ai-dynamo and ai-dynamo-runtime both install into it): no __file__
+sp=$("$py" -c "import importlib.util; print(importlib.util.find_spec('dynamo.vllm').submodule_search_locations[0])")
 sed -i 's/from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize/from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize/' "$sp/multimodal_utils/models/qwen.py"
 sed -i 's/^from vllm.v1.engine.utils import get_engine_zmq_addresses, launch_core_engines$/from vllm.v1.engine.utils import launch_core_engines\ntry:\n    from vllm.v1.engine.utils import get_engine_zmq_addresses\nexcept ImportError:\n    get_engine_zmq_addresses = None/' "$sp/embedding_worker_processes.py"
 step 5 "check"
-"$py" -c "import dynamo.vllm.args, dynamo.frontend" && echo "[setup-dynamo] ready: $venv"
+"$py" -c "import dynamo.vllm.args, dynamo.frontend, dynamo.vllm.multimodal_utils.models.qwen"
+touch "$venv/.kvyard-dynamo-ready" && echo "[setup-dynamo] ready: $venv"
